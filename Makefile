@@ -1,0 +1,53 @@
+# Two commands: `make run` (the service with demo data) and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/teleconsult
+PG    := eval "$$(scripts/postgres.sh)"
+export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
+
+.PHONY: run build test lint vet fmt-check unit fuzz bench deps clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/teleconsult
+
+## run: build, obtain PostgreSQL, migrate, load the demo data, serve on :8080
+run: build
+	@$(PG) && ./$(BIN) migrate && ./$(BIN) demo && exec ./$(BIN) serve
+
+## test: formatting, vet, the layering rule, then every test with -race
+test: deps fmt-check vet lint unit fuzz
+
+deps:
+	@scripts/test-deps.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## lint: sfu imports Pion (and what Pion needs) and the standard library only
+lint:
+	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./sfu | grep -v -E '^(github\.com/pion/|golang\.org/x/|github\.com/wlynxg/anet$$|github\.com/google/uuid$$|teleconsult/sfu$$)' || true); \
+	if $(GO) list -deps ./sfu | grep -qx 'net/http'; then bad="$$bad net/http"; fi; \
+	if [ -n "$$bad" ]; then echo "sfu must import only Pion and the standard library, found: $$bad"; exit 1; fi
+
+unit:
+	@$(PG) && $(GO) test -race -timeout 20m ./...
+
+## fuzz: each fuzz target of the parsers of outside input, briefly
+FUZZTIME ?= 5s
+fuzz:
+	@$(PG) && for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## bench: every benchmark
+bench:
+	@$(PG) && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin out

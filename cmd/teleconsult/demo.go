@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"teleconsult/auth"
+	"teleconsult/store"
+)
+
+// DemoPassword is the password of every demo account (documented in the
+// README; demo data is for trying the service, never for production).
+const DemoPassword = "demo-password"
+
+// demoAccounts are the fixed, documented demo logins.
+var demoAccounts = []struct{ role, email, name string }{
+	{auth.RoleAdmin, "admin@demo.test", "Admin Démo"},
+	{auth.RolePatient, "patient@demo.test", "Camille Durand"},
+	{auth.RolePatient, "patient2@demo.test", "Louis Bernard"},
+	{auth.RolePractitioner, "dr.martin@demo.test", "Dr Sophie Martin"},
+	{auth.RolePharmacist, "pharmacie@demo.test", "Pharmacie du Marché"},
+}
+
+// ensureDemoAccounts creates the demo accounts that do not exist yet.
+func ensureDemoAccounts(ctx context.Context, db *store.DB) error {
+	svc := auth.NewService(db, auth.DefaultConfig, nil)
+	for _, a := range demoAccounts {
+		lang := "fr"
+		if a.email == "patient2@demo.test" {
+			lang = "en"
+		}
+		_, err := svc.Create(ctx, a.role, a.email, DemoPassword, a.name, lang)
+		if err != nil && !errors.Is(err, auth.ErrEmailTaken) {
+			return fmt.Errorf("demo account %s: %w", a.email, err)
+		}
+	}
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string) error {
+	var cfg Config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	bindCommon(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.finish(); err != nil {
+		return err
+	}
+	db, err := openStore(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := ensureDemoAccounts(ctx, db); err != nil {
+		return err
+	}
+	fmt.Println("demo data loaded; every demo login has the password", DemoPassword)
+	for _, a := range demoAccounts {
+		fmt.Printf("  %-13s %s\n", a.role, a.email)
+	}
+	return nil
+}
