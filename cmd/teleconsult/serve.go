@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,13 +10,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"teleconsult/auth"
-	"teleconsult/httpapi"
+	"teleconsult/server"
 	"teleconsult/store"
-	"teleconsult/vault"
 )
 
 // openStore connects to the database and brings its schema up to date.
@@ -33,30 +27,17 @@ func openStore(ctx context.Context, cfg *Config) (*store.DB, error) {
 	return db, nil
 }
 
-// openVault loads the master keys. A key file is generated at first start
-// only while the database holds no data key: a lost or misplaced key file
-// must stop the service, not silently start a new key.
-func openVault(ctx context.Context, cfg *Config, db *store.DB) (*vault.Vault, error) {
-	if cfg.MasterKey != "" {
-		kr, err := vault.ParseKeyring(cfg.MasterKey)
-		if err != nil {
-			return nil, err
-		}
-		return vault.New(kr), nil
-	}
-	var n int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM data_keys`).Scan(&n); err != nil {
-		return nil, err
-	}
-	_, statErr := os.Stat(cfg.MasterKeyFile)
-	if errors.Is(statErr, os.ErrNotExist) && n > 0 {
-		return nil, fmt.Errorf("master key file %s is missing but the database holds %d data keys: restore the file or set MASTER_KEY", cfg.MasterKeyFile, n)
-	}
-	kr, err := vault.LoadKeyringFile(cfg.MasterKeyFile, true)
+// serverConfig turns the command's configuration into the server's.
+func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
+	secret, err := cfg.secret()
 	if err != nil {
-		return nil, err
+		return server.Config{}, err
 	}
-	return vault.New(kr), nil
+	return server.Config{
+		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
+		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
+		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log,
+	}, nil
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -72,36 +53,20 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
-
-	db, err := openStore(ctx, &cfg)
+	scfg, err := cfg.serverConfig(log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	v, err := openVault(ctx, &cfg, db)
+	s, err := server.New(ctx, scfg)
 	if err != nil {
 		return err
 	}
-	secret, err := cfg.secret()
-	if err != nil {
-		return err
-	}
-	_ = secret
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	authSvc := auth.NewService(db, auth.DefaultConfig, time.Now)
-	api := &httpapi.API{
-		DB: db, Vault: v, Auth: authSvc, Log: log,
-		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: reg,
-	}
-	mux := http.NewServeMux()
-	api.Routes(mux)
+	defer s.Close()
+	s.Start()
 
 	srv := &http.Server{
 		Addr:              cfg.Addr,
-		Handler:           api.Handler(mux),
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Why no WriteTimeout: event streams and WebSocket upgrades live
@@ -114,11 +79,6 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	jobs, stopJobs := context.WithCancel(context.Background())
-	defer stopJobs()
-	go runPeriodic(jobs, time.Minute, func(ctx context.Context) error { return authSvc.Tidy(ctx) })
-
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "url", cfg.BaseURL, "addr", ln.Addr().String())
@@ -130,7 +90,6 @@ func runServe(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	stopJobs()
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -138,20 +97,4 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// runPeriodic runs fn every interval until ctx ends, logging failures.
-func runPeriodic(ctx context.Context, interval time.Duration, fn func(context.Context) error) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := fn(ctx); err != nil && ctx.Err() == nil {
-			slog.Warn("periodic job failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
