@@ -1,0 +1,382 @@
+package rx
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+	_ "time/tzdata" // prescriptions are dated in Paris time on any host
+
+	"github.com/go-pdf/fpdf"
+	"github.com/skip2/go-qrcode"
+	"golang.org/x/image/font/gofont/goregular"
+)
+
+// paris is the time zone prescriptions are dated in.
+var paris = mustZone("Europe/Paris")
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+var frenchMonths = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
+
+// longDate prints "28 novembre 2026".
+func longDate(t time.Time) string {
+	t = t.In(paris)
+	day := fmt.Sprint(t.Day())
+	if t.Day() == 1 {
+		day = "1er"
+	}
+	return fmt.Sprintf("%s %s %d", day, frenchMonths[t.Month()-1], t.Year())
+}
+
+// shortDate prints "28/11/2026".
+func shortDate(t time.Time) string { return t.In(paris).Format("02/01/2006") }
+
+// ageAt returns the age in whole years of someone born on birth at t.
+func ageAt(birth, t time.Time) int {
+	t = t.In(paris)
+	age := t.Year() - birth.Year()
+	if t.Month() < birth.Month() || (t.Month() == birth.Month() && t.Day() < birth.Day()) {
+		age--
+	}
+	return age
+}
+
+// QRPayload is what the QR code on a prescription carries: the number and
+// the access code, in the shape of the German E-Rezept data matrix (a task
+// reference with its access code), which pharmacy scanners can split.
+func QRPayload(number, accessCode string) string {
+	return fmt.Sprintf(`{"urls":["Task/%s/$accept?ac=%s"]}`, FormatNumber(number), FormatAccessCode(accessCode))
+}
+
+// Page geometry, in millimetres on A4 portrait.
+const (
+	pageW   = 210.0
+	margin  = 18.0
+	textW   = pageW - 2*margin
+	qrSize  = 34.0
+	lineH   = 5.0
+	footerY = -14.0
+)
+
+func sexLabel(s string) string {
+	switch s {
+	case "F":
+		return "Femme"
+	case "M":
+		return "Homme"
+	default:
+		return "Non précisé"
+	}
+}
+
+func bornLabel(s string) string {
+	switch s {
+	case "F":
+		return "Née le"
+	case "M":
+		return "Né le"
+	default:
+		return "Né(e) le"
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func formatMeasure(v float64) string {
+	s := fmt.Sprintf("%.1f", v)
+	s = strings.TrimSuffix(s, ".0")
+	return strings.Replace(s, ".", ",", 1)
+}
+
+// Render draws the prescription as an A4 PDF, unsigned. The signature
+// block shows who signs; the signature itself is added by signPDF.
+func Render(d Document) ([]byte, error) {
+	pdf := fpdf.New("P", "mm", "A4", "")
+	pdf.SetMargins(margin, margin, margin)
+	pdf.SetAutoPageBreak(true, 24)
+	// One embedded face: each UTF-8 font costs fpdf about 4 ms to load,
+	// fingerprint, subset and compress, most of the time a prescription
+	// takes. Bold is drawn from it (see setFont).
+	pdf.AddUTF8FontFromBytes("Go", "", goregular.TTF)
+	st := &textStyle{pdf: pdf}
+	pdf.SetHeaderFunc(st.reapply)
+	pdf.SetTitle("Ordonnance "+FormatNumber(d.Number), true)
+	pdf.SetAuthor(d.Prescriber.Name, true)
+	pdf.SetSubject("Ordonnance médicale", true)
+	pdf.SetCreator("teleconsult", true)
+	pdf.SetLang("fr-FR")
+	pdf.SetCreationDate(d.SignedAt)
+	pdf.SetModificationDate(d.SignedAt)
+	pdf.AliasNbPages("{nb}")
+
+	pdf.SetFooterFunc(func() {
+		pdf.SetY(footerY)
+		pdf.SetTextRenderingMode(0)
+		pdf.SetFont("Go", "", 7.5)
+		pdf.SetTextColor(90, 90, 90)
+		pdf.CellFormat(textW/2, 4, "Ordonnance n° "+FormatNumber(d.Number), "", 0, "L", false, 0, "")
+		pdf.CellFormat(textW/2, 4, fmt.Sprintf("Page %d/{nb}", pdf.PageNo()), "", 0, "R", false, 0, "")
+		pdf.SetTextColor(0, 0, 0)
+	})
+	pdf.AddPage()
+
+	// Prescriber, top left.
+	p := d.Prescriber
+	st.set(true, 13)
+	pdf.SetXY(margin, margin)
+	pdf.CellFormat(textW-qrSize-6, 6, p.Name, "", 2, "L", false, 0, "")
+	st.set(false, 10)
+	if p.Specialty != "" {
+		pdf.CellFormat(textW-qrSize-6, lineH, p.Specialty, "", 2, "L", false, 0, "")
+	}
+	st.set(true, 9.5)
+	pdf.CellFormat(textW-qrSize-6, lineH, "N° RPPS : "+p.RPPS, "", 2, "L", false, 0, "")
+	st.set(false, 9.5)
+	for _, line := range strings.Split(p.Address, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			pdf.CellFormat(textW-qrSize-6, lineH-0.5, line, "", 2, "L", false, 0, "")
+		}
+	}
+	if p.Phone != "" {
+		pdf.CellFormat(textW-qrSize-6, lineH-0.5, "Tél. : "+p.Phone, "", 2, "L", false, 0, "")
+	}
+	if p.Email != "" {
+		pdf.CellFormat(textW-qrSize-6, lineH-0.5, "Courriel : "+p.Email, "", 2, "L", false, 0, "")
+	}
+	leftBottom := pdf.GetY()
+
+	// QR code, number and access code, top right.
+	qrX := pageW - margin - qrSize
+	if err := drawQR(pdf, QRPayload(d.Number, d.AccessCode), qrX, margin, qrSize); err != nil {
+		return nil, err
+	}
+	st.set(true, 8.5)
+	pdf.SetXY(qrX-8, margin+qrSize+0.5)
+	pdf.CellFormat(qrSize+8, 4, FormatNumber(d.Number), "", 2, "C", false, 0, "")
+	st.set(false, 7.5)
+	pdf.SetX(qrX - 8)
+	pdf.CellFormat(qrSize+8, 3.5, "Code d'accès : "+FormatAccessCode(d.AccessCode), "", 2, "C", false, 0, "")
+	rightBottom := pdf.GetY()
+
+	y := max(leftBottom, rightBottom) + 3
+	pdf.SetDrawColor(60, 60, 60)
+	pdf.SetLineWidth(0.3)
+	pdf.Line(margin, y, pageW-margin, y)
+
+	// Place and date, right.
+	pdf.SetXY(margin, y+3)
+	st.set(false, 10)
+	pdf.CellFormat(textW, lineH, "Le "+longDate(d.SignedAt), "", 1, "R", false, 0, "")
+
+	// Patient block.
+	pt := d.Patient
+	pdf.Ln(1)
+	st.set(true, 11)
+	pdf.CellFormat(textW, 6, strings.ToUpper(pt.Surname)+" "+pt.FirstNames, "", 1, "L", false, 0, "")
+	st.set(false, 9.5)
+	line := sexLabel(pt.Sex)
+	if !pt.BirthDate.IsZero() {
+		line += fmt.Sprintf(" — %s %s (%s)", bornLabel(pt.Sex), pt.BirthDate.Format("02/01/2006"), plural(ageAt(pt.BirthDate, d.SignedAt), "an", "ans"))
+	}
+	pdf.CellFormat(textW, lineH, line, "", 1, "L", false, 0, "")
+	var measures []string
+	if pt.WeightKg > 0 {
+		measures = append(measures, "Poids : "+formatMeasure(pt.WeightKg)+" kg")
+	}
+	if pt.HeightCm > 0 {
+		measures = append(measures, "Taille : "+formatMeasure(pt.HeightCm)+" cm")
+	}
+	if len(measures) > 0 {
+		pdf.CellFormat(textW, lineH, strings.Join(measures, " — "), "", 1, "L", false, 0, "")
+	}
+
+	// Title.
+	pdf.Ln(5)
+	st.set(true, 15)
+	pdf.CellFormat(textW, 8, "ORDONNANCE", "", 1, "C", false, 0, "")
+	if d.Replaces != "" {
+		st.set(true, 9)
+		pdf.CellFormat(textW, lineH, "Annule et remplace l'ordonnance n° "+FormatNumber(d.Replaces), "", 1, "C", false, 0, "")
+	}
+	pdf.Ln(4)
+
+	// Items.
+	const indent = 8.0
+	for i, it := range d.Content.Items {
+		if pdf.GetY() > 250 {
+			pdf.AddPage()
+		}
+		st.set(true, 11)
+		pdf.CellFormat(indent, 6, fmt.Sprintf("%d.", i+1), "", 0, "L", false, 0, "")
+		title := it.Drug
+		if it.Strength != "" {
+			title += " " + it.Strength
+		}
+		if it.Form != "" {
+			title += ", " + it.Form
+		}
+		pdf.MultiCell(textW-indent, 6, title, "", "L", false)
+		st.set(false, 10)
+		pdf.SetX(margin + indent)
+		pdf.MultiCell(textW-indent, lineH, it.Dosage, "", "L", false)
+		var facts []string
+		if it.DurationDays > 0 {
+			facts = append(facts, "Durée du traitement : "+plural(it.DurationDays, "jour", "jours"))
+		}
+		if it.Quantity > 0 {
+			facts = append(facts, "Quantité : "+plural(it.Quantity, "boîte", "boîtes"))
+		}
+		if it.Renewals > 0 {
+			facts = append(facts, "À renouveler "+plural(it.Renewals, "fois", "fois"))
+		} else {
+			facts = append(facts, "Non renouvelable")
+		}
+		pdf.SetX(margin + indent)
+		st.set(false, 9.5)
+		st.color(70, 70, 70)
+		pdf.MultiCell(textW-indent, lineH, strings.Join(facts, " — "), "", "L", false)
+		st.color(0, 0, 0)
+		if !it.Substitutable {
+			pdf.SetX(margin + indent)
+			st.set(true, 9.5)
+			pdf.MultiCell(textW-indent, lineH, "Non substituable", "", "L", false)
+		}
+		pdf.Ln(3)
+	}
+
+	// Free instructions.
+	if d.Content.Instructions != "" {
+		pdf.Ln(1)
+		st.set(true, 10)
+		pdf.CellFormat(textW, lineH, "Instructions", "", 1, "L", false, 0, "")
+		st.set(false, 10)
+		pdf.MultiCell(textW, lineH, d.Content.Instructions, "", "L", false)
+		pdf.Ln(2)
+	}
+
+	// Validity and signature block, kept together at the end.
+	const sigH = 30.0
+	if pdf.GetY()+sigH+14 > 297-24 {
+		pdf.AddPage()
+	}
+	pdf.Ln(2)
+	st.set(false, 9.5)
+	validity := "Ordonnance valable jusqu'au " + shortDate(d.ValidUntil) + " inclus"
+	if r := d.Content.Renewals(); r > 0 {
+		validity += ", renouvellements compris. Délivrance initiale puis " + plural(r, "renouvellement", "renouvellements") + " au plus"
+	}
+	validity += "."
+	pdf.MultiCell(textW, lineH, validity, "", "L", false)
+
+	pdf.Ln(4)
+	boxW := 92.0
+	boxX := pageW - margin - boxW
+	boxY := pdf.GetY()
+	pdf.SetDrawColor(30, 60, 120)
+	pdf.SetLineWidth(0.4)
+	pdf.Rect(boxX, boxY, boxW, sigH, "D")
+	pdf.SetXY(boxX+3, boxY+2)
+	st.set(true, 9.5)
+	st.color(30, 60, 120)
+	pdf.CellFormat(boxW-6, lineH, "Signé électroniquement par", "", 2, "L", false, 0, "")
+	st.color(0, 0, 0)
+	st.set(true, 10.5)
+	pdf.CellFormat(boxW-6, lineH+0.5, p.Name, "", 2, "L", false, 0, "")
+	st.set(false, 8.5)
+	pdf.CellFormat(boxW-6, 4.2, "Le "+longDate(d.SignedAt)+" à "+d.SignedAt.In(paris).Format("15:04")+" (heure de Paris)", "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4.2, "Certificat n° "+d.SignerSerial, "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4.2, "Émis par : "+d.Issuer, "", 2, "L", false, 0, "")
+	st.set(false, 7.5)
+	st.color(90, 90, 90)
+	pdf.CellFormat(boxW-6, 4, "Signature numérique vérifiable dans tout lecteur PDF", "", 2, "L", false, 0, "")
+
+	var buf bytes.Buffer
+	if err := pdf.Output(&buf); err != nil {
+		return nil, fmt.Errorf("rx: render: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// drawQR draws the QR code of payload as filled squares (crisp at any
+// zoom and print resolution, and no image to encode).
+func drawQR(pdf *fpdf.Fpdf, payload string, x, y, size float64) error {
+	q, err := qrcode.New(payload, qrcode.Medium)
+	if err != nil {
+		return fmt.Errorf("rx: qr code: %w", err)
+	}
+	bm := q.Bitmap()
+	cell := size / float64(len(bm))
+	pdf.SetFillColor(0, 0, 0)
+	for r, row := range bm {
+		for c := 0; c < len(row); {
+			if !row[c] {
+				c++
+				continue
+			}
+			// One rectangle per run of dark modules keeps the page small.
+			start := c
+			for c < len(row) && row[c] {
+				c++
+			}
+			pdf.Rect(x+float64(start)*cell, y+float64(r)*cell, float64(c-start)*cell, cell, "F")
+		}
+	}
+	return nil
+}
+
+// textStyle sets the font size, colour and weight of the text that follows.
+// Bold is the regular face filled and stroked with a thin outline of the
+// same colour (PDF text rendering mode 2), the way word processors make
+// bold from a single face.
+type textStyle struct {
+	pdf     *fpdf.Fpdf
+	bold    bool
+	size    float64
+	r, g, b int
+}
+
+// set selects the weight and size in points.
+func (s *textStyle) set(bold bool, size float64) {
+	s.bold, s.size = bold, size
+	s.pdf.SetFont("Go", "", size)
+	s.apply()
+}
+
+// color sets the text colour (and the outline colour of bold text).
+func (s *textStyle) color(r, g, b int) {
+	s.r, s.g, s.b = r, g, b
+	s.pdf.SetTextColor(r, g, b)
+	s.apply()
+}
+
+func (s *textStyle) apply() {
+	if s.bold {
+		// Why 1/30 of the size: heavy enough to read as bold at 8-15 pt
+		// without closing the counters of small letters.
+		s.pdf.SetDrawColor(s.r, s.g, s.b)
+		s.pdf.SetLineWidth(s.size / 30 * 25.4 / 72)
+		s.pdf.SetTextRenderingMode(2)
+	} else {
+		s.pdf.SetTextRenderingMode(0)
+	}
+}
+
+// reapply restores the rendering mode at the top of a new page: fpdf
+// restores the font and colours but not the mode.
+func (s *textStyle) reapply() {
+	if s.bold {
+		s.pdf.SetTextRenderingMode(2)
+	}
+}
