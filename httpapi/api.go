@@ -22,6 +22,7 @@ import (
 
 	"teleconsult/audit"
 	"teleconsult/auth"
+	"teleconsult/live"
 	"teleconsult/store"
 	"teleconsult/vault"
 )
@@ -40,6 +41,8 @@ type API struct {
 	TrustProxy bool
 	// Registry receives the HTTP metrics; nil disables them.
 	Registry *prometheus.Registry
+	// Live delivers events to browsers (GET /api/v1/events).
+	Live *live.Hub
 
 	metrics *httpMetrics
 }
@@ -51,6 +54,7 @@ func (a *API) secureCookies() bool { return strings.HasPrefix(a.BaseURL, "https:
 func (a *API) Routes(mux *http.ServeMux) {
 	a.healthRoutes(mux)
 	a.accountRoutes(mux)
+	a.eventRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the

@@ -19,6 +19,7 @@ import (
 
 	"teleconsult/auth"
 	"teleconsult/httpapi"
+	"teleconsult/live"
 	"teleconsult/store"
 	"teleconsult/vault"
 )
@@ -44,6 +45,7 @@ type Server struct {
 	Auth     *auth.Service
 	API      *httpapi.API
 	Registry *prometheus.Registry
+	Live     *live.Hub
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -88,9 +90,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Auth = auth.NewService(s.DB, auth.DefaultConfig, cfg.Now)
+	s.Live = live.NewHub(s.DB)
 	s.API = &httpapi.API{
 		DB: s.DB, Vault: v, Auth: s.Auth, Log: cfg.Log,
 		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry,
+		Live: s.Live,
 	}
 	mux := http.NewServeMux()
 	s.API.Routes(mux)
@@ -131,6 +135,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
+	s.jobs.Add(1)
+	go func() { defer s.jobs.Done(); s.Live.Run(ctx) }()
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
 }
 
