@@ -99,7 +99,7 @@ func InsertAppointment(ctx context.Context, q Q, a Appointment, actorID string) 
 // AppointmentByID returns the appointment, whoever it belongs to: callers
 // check that the caller may see it.
 func AppointmentByID(ctx context.Context, q Q, id string) (Appointment, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return Appointment{}, ErrNotFound.With("appointment not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id)
@@ -116,7 +116,7 @@ func AppointmentByID(ctx context.Context, q Q, id string) (Appointment, error) {
 // LockAppointment is AppointmentByID with a row lock held until the end
 // of q's transaction.
 func LockAppointment(ctx context.Context, q Q, id string) (Appointment, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return Appointment{}, ErrNotFound.With("appointment not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1 FOR UPDATE`, id)
@@ -177,7 +177,7 @@ func BusyIntervals(ctx context.Context, q Q, practitionerID string, from, to tim
 // pending_payment clears the hold. Payments and video use it, inside their
 // own transaction when they pass one.
 func TransitionAppointment(ctx context.Context, q Q, id string, from []string, to string, actorID, note string) error {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return ErrNotFound.With("appointment not found")
 	}
 	var prev string

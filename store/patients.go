@@ -70,7 +70,7 @@ func SelfProfile(ctx context.Context, q Q, accountID string) (PatientProfile, er
 
 // ProfileOf returns profile id if it belongs to accountID, else ErrNotFound.
 func ProfileOf(ctx context.Context, q Q, accountID, id string) (PatientProfile, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return PatientProfile{}, ErrNotFound.With("profile not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+profileColumns+` FROM patient_profiles WHERE id = $1 AND account_id = $2`, id, accountID)
@@ -87,7 +87,7 @@ func ProfileOf(ctx context.Context, q Q, accountID, id string) (PatientProfile, 
 // ProfileByID returns a profile whoever owns it (for the practitioner of
 // an appointment, and for prescriptions).
 func ProfileByID(ctx context.Context, q Q, id string) (PatientProfile, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return PatientProfile{}, ErrNotFound.With("profile not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+profileColumns+` FROM patient_profiles WHERE id = $1`, id)
@@ -114,7 +114,7 @@ func ProfilesOf(ctx context.Context, q Q, accountID string) ([]PatientProfile, e
 // DeleteRelative removes a relative's profile from an account. A relative
 // with appointments cannot be removed (the foreign key refuses).
 func DeleteRelative(ctx context.Context, q Q, accountID, id string) error {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return ErrNotFound.With("relative not found")
 	}
 	tag, err := q.Exec(ctx, `DELETE FROM patient_profiles WHERE id = $1 AND account_id = $2 AND relationship <> 'self'`, id, accountID)

@@ -40,7 +40,7 @@ func SavePharmacy(ctx context.Context, q Q, p Pharmacy) (Pharmacy, error) {
 
 // PharmacyByID returns a pharmacy.
 func PharmacyByID(ctx context.Context, q Q, id string) (Pharmacy, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return Pharmacy{}, ErrNotFound.With("pharmacy not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+pharmacyColumns+` FROM pharmacies WHERE id = $1`, id)

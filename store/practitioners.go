@@ -69,7 +69,7 @@ func UpsertPractitioner(ctx context.Context, q Q, p Practitioner) error {
 
 // PractitionerByID returns a practitioner's profile.
 func PractitionerByID(ctx context.Context, q Q, id string) (Practitioner, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return Practitioner{}, ErrNotFound.With("practitioner not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+practitionerColumns+` FROM practitioners p JOIN accounts a ON a.id = p.account_id
@@ -89,7 +89,7 @@ func PractitionerByID(ctx context.Context, q Q, id string) (Practitioner, error)
 // that changes are serialised per practitioner and the precomputed next
 // free slot is refreshed from a consistent view.
 func LockPractitioner(ctx context.Context, q Q, id string) error {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return ErrNotFound.With("practitioner not found")
 	}
 	var one int
@@ -126,7 +126,7 @@ func SaveConsultationType(ctx context.Context, q Q, c ConsultationType) (Consult
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+consultationTypeColumns,
 			c.PractitionerID, c.Name, c.Mode, c.DurationMinutes, c.FeeCents, c.Currency, c.NewPatients, c.Active)
 	} else {
-		if !IsUUID(c.ID) {
+		if !ValidID(c.ID) {
 			return ConsultationType{}, ErrNotFound.With("consultation type not found")
 		}
 		rows, err = q.Query(ctx, `UPDATE consultation_types SET name = $3, mode = $4, duration_minutes = $5, fee_cents = $6,
@@ -156,7 +156,7 @@ func ConsultationTypes(ctx context.Context, q Q, practitionerID string, all bool
 
 // ConsultationTypeByID returns a consultation type.
 func ConsultationTypeByID(ctx context.Context, q Q, id string) (ConsultationType, error) {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return ConsultationType{}, ErrNotFound.With("consultation type not found")
 	}
 	rows, err := q.Query(ctx, `SELECT `+consultationTypeColumns+` FROM consultation_types WHERE id = $1`, id)
@@ -198,7 +198,7 @@ func ReplaceOpeningHours(ctx context.Context, q Q, practitionerID string, hours 
 		return fmt.Errorf("store: replace opening hours: %w", err)
 	}
 	for _, h := range hours {
-		if !IsUUID(h.ConsultationTypeID) {
+		if !ValidID(h.ConsultationTypeID) {
 			return ErrNotFound.With("consultation type not found")
 		}
 		tag, err := q.Exec(ctx, `INSERT INTO opening_hours (practitioner_id, consultation_type_id, weekday, start_time, end_time)
@@ -235,7 +235,7 @@ func AddAbsence(ctx context.Context, q Q, practitionerID string, start, end time
 
 // DeleteAbsence removes one of the practitioner's absences.
 func DeleteAbsence(ctx context.Context, q Q, practitionerID, id string) error {
-	if !IsUUID(id) {
+	if !ValidID(id) {
 		return ErrNotFound.With("absence not found")
 	}
 	tag, err := q.Exec(ctx, `DELETE FROM absences WHERE id = $1 AND practitioner_id = $2`, id, practitionerID)

@@ -45,7 +45,7 @@ func JoinWaitlist(ctx context.Context, q Q, e WaitlistEntry) (WaitlistEntry, err
 
 // LeaveWaitlist takes a patient's entry off the list.
 func LeaveWaitlist(ctx context.Context, q Q, patientID, entryID string) error {
-	if !IsUUID(entryID) {
+	if !ValidID(entryID) {
 		return ErrNotFound.With("waiting list entry not found")
 	}
 	tag, err := q.Exec(ctx, `UPDATE waitlist_entries SET status = 'left' WHERE id = $1 AND patient_id = $2 AND status = 'waiting'`, entryID, patientID)
