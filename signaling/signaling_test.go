@@ -1,0 +1,389 @@
+package signaling_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"teleconsult/auth"
+	"teleconsult/loadtest"
+	"teleconsult/sfu"
+	"teleconsult/signaling"
+)
+
+// testHooks records what the server reports.
+type testHooks struct {
+	mu      sync.Mutex
+	waiting []string
+	ended   []string
+	chats   []string
+}
+
+func (h *testHooks) Waiting(room string, who auth.JoinClaims) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.waiting = append(h.waiting, room+"/"+who.Participant)
+}
+
+func (h *testHooks) Ended(room string, by auth.JoinClaims) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ended = append(h.ended, room+"/"+by.Participant)
+}
+
+func (h *testHooks) Chat(room string, from auth.JoinClaims, text string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.chats = append(h.chats, from.Participant+": "+text)
+}
+
+type env struct {
+	t      *testing.T
+	http   *httptest.Server
+	srv    *signaling.Server
+	signer *auth.JoinSigner
+	hooks  *testHooks
+	url    string
+}
+
+func loopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
+
+func newEnv(t *testing.T, cfg signaling.Config) *env {
+	t.Helper()
+	media, err := sfu.New(sfu.Config{IncludeLoopback: true, IPFilter: loopbackOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Media = media
+	e := &env{t: t, signer: auth.NewJoinSigner([]byte("test key test key test key 12345")), hooks: &testHooks{}}
+	e.srv = signaling.NewServer(cfg, e.signer, e.hooks)
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/signal", e.srv)
+	e.http = httptest.NewServer(mux)
+	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http") + "/api/v1/signal"
+	t.Cleanup(func() {
+		e.http.CloseClientConnections()
+		e.srv.Close()
+		e.http.Close()
+		media.Close()
+	})
+	return e
+}
+
+func (e *env) token(room, who, role string, ttl time.Duration) string {
+	tok, err := e.signer.Sign(auth.JoinClaims{Room: room, Participant: who, Name: strings.ToUpper(who[:1]) + who[1:], Role: role, Expires: time.Now().Add(ttl)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (e *env) dial(cfg loadtest.ClientConfig) (*loadtest.Client, error) {
+	cfg.SignalURL = e.url
+	c, err := loadtest.Dial(ctxT(e.t, 10*time.Second), cfg)
+	if err == nil {
+		e.t.Cleanup(c.Close)
+	}
+	return c, err
+}
+
+func (e *env) mustDial(cfg loadtest.ClientConfig) *loadtest.Client {
+	e.t.Helper()
+	c, err := e.dial(cfg)
+	if err != nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+const media = 400_000
+
+// startCall has the practitioner and the patient join room, publish, and
+// the practitioner admit the patient.
+func (e *env) startCall(room string) (doc, pat *loadtest.Client) {
+	t := e.t
+	t.Helper()
+	doc = e.mustDial(loadtest.ClientConfig{Token: e.token(room, "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media, Audio: true})
+	if err := doc.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	pat = e.mustDial(loadtest.ClientConfig{Token: e.token(room, "pat", auth.RolePatient, time.Minute), VideoBitrate: media, Audio: true})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	w, err := doc.Wait(ctx, "waiting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Str("participant") != "pat" {
+		t.Fatalf("waiting for %q, want pat", w.Str("participant"))
+	}
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.Wait(ctx, "admitted"); err != nil {
+		t.Fatal(err)
+	}
+	return doc, pat
+}
+
+func flowing(c *loadtest.Client, from, kind string, min uint64) func() bool {
+	return func() bool { return c.From(from, kind).Packets >= min }
+}
+
+func TestCallBothWays(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, pat := e.startCall("appt-1")
+	for _, x := range []struct {
+		c          *loadtest.Client
+		from, kind string
+	}{{doc, "pat", "video"}, {doc, "pat", "audio"}, {pat, "doc", "video"}, {pat, "doc", "audio"}} {
+		waitFor(t, 10*time.Second, x.c.Participant+" receiving "+x.from+" "+x.kind, flowing(x.c, x.from, x.kind, 20))
+	}
+	for _, c := range []*loadtest.Client{doc, pat} {
+		for _, s := range c.Received() {
+			if s.Participant == c.Participant {
+				t.Errorf("%s received its own %s", c.Participant, s.Kind)
+			}
+		}
+	}
+	if v := doc.From("pat", "video"); !v.FirstKeyframe || v.Label != "camera" {
+		t.Errorf("first video packet keyframe=%v label=%q; want a keyframe on camera", v.FirstKeyframe, v.Label)
+	}
+	n := e.srv.Media().Counters()
+	if n.ForwardedPackets == 0 || n.Rooms != 1 || n.Participants != 2 {
+		t.Errorf("counters = %+v", n)
+	}
+}
+
+func TestWaitingRoomHoldsMediaUntilAdmitted(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-2", "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media, Audio: true})
+	if err := doc.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	pat := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-2", "pat", auth.RolePatient, time.Minute), VideoBitrate: media, Audio: true})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := doc.Wait(ctx, "waiting"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // both publish meanwhile
+	if got := len(doc.Received()) + len(pat.Received()); got != 0 {
+		t.Fatalf("%d streams flowed before admission", got)
+	}
+	e.hooks.mu.Lock()
+	if len(e.hooks.waiting) != 1 || e.hooks.waiting[0] != "appt-2/pat" {
+		t.Errorf("Waiting hook calls = %v", e.hooks.waiting)
+	}
+	e.hooks.mu.Unlock()
+	// A patient cannot admit anyone: the attempt closes its own socket.
+	pat2 := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-2", "pat", auth.RolePatient, time.Minute)})
+	_ = pat2.Send(map[string]any{"type": "admit", "participant": "pat"})
+	if _, err := pat2.Wait(ctx, "closed"); err != nil {
+		t.Fatal(err)
+	}
+	if ce := new(loadtest.CloseError); !errors.As(pat2.Closed(), &ce) || ce.Code != 4403 {
+		t.Fatalf("patient admitting: %v, want close 4403", pat2.Closed())
+	}
+	// pat2 replaced pat (same participant): rejoin with the publisher.
+	pat = e.mustDial(loadtest.ClientConfig{Token: e.token("appt-2", "pat", auth.RolePatient, time.Minute), VideoBitrate: media, Audio: true})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "doc receiving pat", flowing(doc, "pat", "video", 10))
+	waitFor(t, 10*time.Second, "pat receiving doc", flowing(pat, "doc", "video", 10))
+}
+
+func TestRefusedTokens(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	e.startCall("appt-3")
+	other := auth.NewJoinSigner([]byte("someone else's key..............."))
+	forged, _ := other.Sign(auth.JoinClaims{Room: "appt-3", Participant: "pat", Role: auth.RolePatient, Expires: time.Now().Add(time.Minute)})
+	guest, _ := e.signer.Sign(auth.JoinClaims{Room: "appt-3", Participant: "guest-x", Role: auth.RoleGuest, Expires: time.Now().Add(time.Minute)})
+	for _, tc := range []struct {
+		name, token string
+		code        int
+	}{
+		{"none", "", 4400},
+		{"expired", e.token("appt-3", "pat", auth.RolePatient, -time.Second), 4401},
+		{"forged", forged, 4401},
+		{"second patient", e.token("appt-3", "intruder", auth.RolePatient, time.Minute), 4403},
+		{"second practitioner", e.token("appt-3", "doc2", auth.RolePractitioner, time.Minute), 4403},
+		{"uninvited guest", guest, 4403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.dial(loadtest.ClientConfig{Token: tc.token})
+			var ce *loadtest.CloseError
+			if !errors.As(err, &ce) || ce.Code != tc.code {
+				t.Fatalf("dial = %v, want close code %d", err, tc.code)
+			}
+		})
+	}
+	// A token for another room does not open this one: it opens its own
+	// room, where the callers here do not appear.
+	c := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-other", "pat", auth.RolePatient, time.Minute)})
+	w, _ := c.Wait(ctxT(t, time.Second), "welcome")
+	if peers, _ := w.Raw["peers"].([]any); len(peers) != 0 {
+		t.Fatalf("a token for another room sees peers %v", peers)
+	}
+}
+
+func TestGuestInviteIsOneTime(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, _ := e.startCall("appt-4")
+	if err := doc.Send(map[string]any{"type": "invite", "name": "Interpreter"}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := doc.Wait(ctxT(t, 5*time.Second), "invite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := e.mustDial(loadtest.ClientConfig{Token: inv.Str("token"), VideoBitrate: media})
+	if g.Role != auth.RoleGuest {
+		t.Fatalf("guest role = %q", g.Role)
+	}
+	w, err := doc.Wait(ctxT(t, 5*time.Second), "waiting")
+	if err != nil || w.Str("name") != "Interpreter" {
+		t.Fatalf("doc not told the guest waits: %v %v", w.Raw, err)
+	}
+	g.Close()
+	time.Sleep(100 * time.Millisecond)
+	_, err = e.dial(loadtest.ClientConfig{Token: inv.Str("token")})
+	var ce *loadtest.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4403 {
+		t.Fatalf("second use of the invite = %v, want 4403", err)
+	}
+}
+
+func TestLateJoinerGetsKeyframe(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	// The patient's camera would send a keyframe only every minute: only
+	// the SFU's keyframe request on admission lets the doctor decode.
+	pat := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-5", "pat", auth.RolePatient, time.Minute), VideoBitrate: media, KeyframeInterval: time.Minute})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	doc := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-5", "doc", auth.RolePractitioner, time.Minute)})
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "doc receiving pat's video", flowing(doc, "pat", "video", 1))
+	if v := doc.From("pat", "video"); !v.FirstKeyframe {
+		t.Fatal("the first forwarded video packet is not a keyframe")
+	}
+}
+
+func TestChatAndFileAndEnd(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, pat := e.startCall("appt-6")
+	ctx := ctxT(t, 5*time.Second)
+	if err := pat.Send(map[string]any{"type": "chat", "text": "bonjour docteur"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := doc.Wait(ctx, "chat")
+	if err != nil || m.Str("text") != "bonjour docteur" || m.Str("participant") != "pat" {
+		t.Fatalf("chat = %v, %v", m.Raw, err)
+	}
+	if err := doc.Send(map[string]any{"type": "file", "file": map[string]any{"name": "ordonnance.txt", "mime": "text/plain", "data": "aGVsbG8="}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := pat.Wait(ctx, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file, _ := f.Raw["file"].(map[string]any); file["data"] != "aGVsbG8=" || file["name"] != "ordonnance.txt" {
+		t.Fatalf("file = %v", f.Raw)
+	}
+	e.hooks.mu.Lock()
+	if len(e.hooks.chats) != 1 || e.hooks.chats[0] != "pat: bonjour docteur" {
+		t.Errorf("Chat hook = %v", e.hooks.chats)
+	}
+	e.hooks.mu.Unlock()
+
+	if err := doc.Send(map[string]any{"type": "end"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pat.Wait(ctx, "ended"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "patient socket closed", func() bool { return pat.Closed() != nil })
+	e.hooks.mu.Lock()
+	if len(e.hooks.ended) != 1 || e.hooks.ended[0] != "appt-6/doc" {
+		t.Errorf("Ended hook = %v", e.hooks.ended)
+	}
+	e.hooks.mu.Unlock()
+	_, err = e.dial(loadtest.ClientConfig{Token: e.token("appt-6", "pat", auth.RolePatient, time.Minute)})
+	var ce *loadtest.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4410 {
+		t.Fatalf("joining an ended consultation = %v, want 4410", err)
+	}
+}
+
+func TestMalformedMessagesCloseOnlyTheSender(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, pat := e.startCall("appt-7")
+	for _, tc := range []struct {
+		name string
+		raw  string
+		code int
+	}{
+		{"not json", "{nope", 4400},
+		{"unknown type", `{"type":"dance"}`, 4400},
+		{"unknown field", `{"type":"chat","text":"x","admin":true}`, 4400},
+		{"wrong type", `{"type":"chat","text":42}`, 4400},
+		{"hello twice", `{"type":"hello","version":1,"token":"x"}`, 4409},
+		{"answer without offer", `{"type":"answer","pc":"down","sdp":"v=0"}`, 4409},
+		{"oversized", `{"type":"chat","text":"` + strings.Repeat("a", 600<<10) + `"}`, 1009},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-7-"+tc.name, "pat", auth.RolePatient, time.Minute)})
+			_ = g.SendRaw([]byte(tc.raw))
+			if _, err := g.Wait(ctxT(t, 5*time.Second), "closed"); err != nil {
+				t.Fatal(err)
+			}
+			var ce *loadtest.CloseError
+			// gorilla answers an oversized frame itself, with 1009 and no text.
+			if !errors.As(g.Closed(), &ce) || ce.Code != tc.code || (ce.Text == "" && ce.Code != 1009) {
+				t.Fatalf("closed with %v, want code %d and a reason", g.Closed(), tc.code)
+			}
+		})
+	}
+	// The call next door was not affected.
+	before := doc.From("pat", "audio").Packets
+	waitFor(t, 5*time.Second, "the call going on", flowing(doc, "pat", "audio", before+10))
+	if doc.Closed() != nil || pat.Closed() != nil {
+		t.Fatalf("call closed: %v %v", doc.Closed(), pat.Closed())
+	}
+}
