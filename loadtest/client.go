@@ -222,6 +222,12 @@ func (c *Client) readLoop(ws *websocket.Conn) {
 	for {
 		_, data, err := ws.ReadMessage()
 		if err != nil {
+			c.wmu.Lock()
+			dropped := c.ws != ws
+			c.wmu.Unlock()
+			if dropped {
+				return // DropSocket: a deliberate outage, not the server's word
+			}
 			c.mu.Lock()
 			c.closeErr = closeErr(err)
 			c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -33,6 +34,7 @@ func (c *Client) Publish() error {
 	const stream = "cam"
 	var audio *webrtc.TrackLocalStaticRTP
 	var layers []*webrtc.TrackLocalStaticRTP
+	var videoTr *webrtc.RTPTransceiver
 	var err error
 	if c.cfg.Audio {
 		if audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", stream); err != nil {
@@ -65,6 +67,7 @@ func (c *Client) Publish() error {
 		if err != nil {
 			return err
 		}
+		videoTr = tr
 		for _, l := range layers[1:] {
 			if err := tr.Sender().AddEncoding(l); err != nil {
 				return err
@@ -95,7 +98,7 @@ func (c *Client) Publish() error {
 	}
 	if len(layers) > 0 {
 		c.wg.Add(1)
-		go c.sendVideo(layers)
+		go c.sendVideo(layers, videoTr)
 	}
 	return nil
 }
@@ -170,7 +173,11 @@ const maxPayload = 1100
 // sendVideo sends 30 frames a second on each layer, splitting each frame
 // into packets whose VP8 payload descriptor marks the frame start and,
 // on keyframes, a VP8 header with the P bit clear.
-func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP) {
+//
+// Simulcast layers carry the mid and rid header extensions, which is how
+// the server tells the layers' SSRCs apart (as browsers do).
+func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPTransceiver) {
+	var midID, ridID uint8
 	defer c.wg.Done()
 	const fps = 30
 	tick := time.NewTicker(time.Second / fps)
@@ -228,6 +235,22 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP) {
 				p[3] = byte(i)
 				binary.BigEndian.PutUint64(p[4:], uint64(now.UnixNano()))
 				pkt.Header = rtp.Header{Version: 2, SequenceNumber: seq[i], Timestamp: ts, Marker: frame <= 0}
+				if n > 1 {
+					if midID == 0 {
+						for _, e := range tr.Sender().GetParameters().HeaderExtensions {
+							switch e.URI {
+							case sdp.SDESMidURI:
+								midID = uint8(e.ID)
+							case sdp.SDESRTPStreamIDURI:
+								ridID = uint8(e.ID)
+							}
+						}
+					}
+					if midID != 0 && ridID != 0 {
+						_ = pkt.Header.SetExtension(midID, []byte(tr.Mid()))
+						_ = pkt.Header.SetExtension(ridID, []byte(simulcastRIDs[i]))
+					}
+				}
 				pkt.Payload = p
 				seq[i]++
 				_ = t.WriteRTP(&pkt)

@@ -2,6 +2,7 @@ package signaling_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -386,4 +387,115 @@ func TestMalformedMessagesCloseOnlyTheSender(t *testing.T) {
 	if doc.Closed() != nil || pat.Closed() != nil {
 		t.Fatalf("call closed: %v %v", doc.Closed(), pat.Closed())
 	}
+}
+
+func TestSignallingReconnectResumes(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, pat := e.startCall("appt-8")
+	waitFor(t, 10*time.Second, "call up", flowing(doc, "pat", "video", 10))
+	pat.DropSocket()
+	time.Sleep(300 * time.Millisecond)
+	// Media keeps flowing while the socket is down.
+	n := doc.From("pat", "video").Packets
+	waitFor(t, 5*time.Second, "media during the outage", flowing(doc, "pat", "video", n+10))
+	// The patient changed the message it wanted to say meanwhile.
+	if err := pat.Resume(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	w := mustEvent(t, pat, "welcome")
+	if w.Raw["resumed"] != true || w.Str("state") != "admitted" {
+		t.Fatalf("welcome after resume = %v", w.Raw)
+	}
+	if err := pat.Send(map[string]any{"type": "chat", "text": "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustEvent(t, doc, "chat"); m.Str("text") != "back" {
+		t.Fatalf("chat after resume = %v", m.Raw)
+	}
+	// The practitioner never saw the patient leave.
+	for len(doc.Events) > 0 {
+		if ev := <-doc.Events; ev.Type == "left" {
+			t.Fatalf("practitioner was told the patient left: %v", ev.Raw)
+		}
+	}
+	n = pat.From("doc", "video").Packets
+	waitFor(t, 5*time.Second, "media after resume", flowing(pat, "doc", "video", n+10))
+}
+
+func TestResumeWindowExpires(t *testing.T) {
+	e := newEnv(t, signaling.Config{ResumeWindow: 300 * time.Millisecond})
+	doc, pat := e.startCall("appt-9")
+	pat.DropSocket()
+	if m := mustEvent(t, doc, "left"); m.Str("participant") != "pat" {
+		t.Fatalf("left = %v", m.Raw)
+	}
+}
+
+func mustEvent(t *testing.T, c *loadtest.Client, typ string) loadtest.Event {
+	t.Helper()
+	ev, err := c.Wait(ctxT(t, 10*time.Second), typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestICERestartKeepsCall(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, pat := e.startCall("appt-10")
+	waitFor(t, 10*time.Second, "call up", flowing(doc, "pat", "video", 10))
+	for _, c := range []*loadtest.Client{pat, doc} {
+		if err := c.RestartICE(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	for _, c := range []*loadtest.Client{pat, doc} {
+		up, down := c.State()
+		if up.String() != "connected" || down.String() != "connected" {
+			t.Fatalf("%s after ICE restart: up %s, down %s", c.Participant, up, down)
+		}
+	}
+	n1, n2 := doc.From("pat", "video").Packets, pat.From("doc", "video").Packets
+	waitFor(t, 5*time.Second, "media after restart", func() bool {
+		return doc.From("pat", "video").Packets > n1+10 && pat.From("doc", "video").Packets > n2+10
+	})
+}
+
+func TestSimulcastLayerFollowsBandwidth(t *testing.T) {
+	e := newEnv(t, signaling.Config{StatsInterval: 200 * time.Millisecond})
+	room := "appt-11"
+	pat := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "pat", auth.RolePatient, time.Minute), VideoBitrate: 1_200_000, Simulcast: true})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	doc := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "doc", auth.RolePractitioner, time.Minute)})
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "video", flowing(doc, "pat", "video", 1))
+	// Once the layers' bitrates are measured the receiver gets the top one.
+	waitFor(t, 10*time.Second, "top layer", func() bool { return doc.From("pat", "video").Layer == 2 })
+	// A receiver whose estimate drops gets the cheapest layer...
+	waitFor(t, 10*time.Second, "bottom layer", func() bool {
+		_ = doc.SendREMB(100_000)
+		return doc.From("pat", "video").Layer == 0
+	})
+	// ...starting on a keyframe, and the practitioner's stats say so.
+	waitFor(t, 5*time.Second, "stats with layer q", func() bool {
+		for len(doc.Events) > 0 {
+			ev := <-doc.Events
+			if ev.Type == "stats" && strings.Contains(fmtJSON(ev.Raw), `"layer":"q"`) {
+				return true
+			}
+		}
+		return false
+	})
+	// The estimate recovers (REMB expires, no loss): back to the top.
+	waitFor(t, 20*time.Second, "top layer again", func() bool { return doc.From("pat", "video").Layer == 2 })
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
