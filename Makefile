@@ -11,8 +11,11 @@ build:
 	$(GO) build -o $(BIN) ./cmd/teleconsult
 
 ## run: build, obtain PostgreSQL, migrate, load the demo data, serve on :8080
+# The demo lets every role in with a password alone (MFA_REQUIRED_ROLES=none)
+# so a newcomer can try each side at once; production keeps two-factor
+# login mandatory for practitioners, pharmacists and admins.
 run: build
-	@$(PG) && ./$(BIN) migrate && ./$(BIN) demo && exec ./$(BIN) serve
+	@$(PG) && ./$(BIN) migrate && ./$(BIN) demo && MFA_REQUIRED_ROLES=$${MFA_REQUIRED_ROLES:-none} exec ./$(BIN) serve
 
 ## test: formatting, vet, the layering rule, then every test with -race
 test: deps fmt-check vet lint unit fuzz

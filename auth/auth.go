@@ -66,6 +66,8 @@ type Service struct {
 	cfg Config
 	now func() time.Time
 
+	mfa MFAConfig
+
 	mu       sync.Mutex // guards ipFails
 	ipFails  map[string][]time.Time
 	lastTidy time.Time

@@ -79,11 +79,21 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: a.secureCookies(), SameSite: http.SameSiteLaxMode,
 		Expires: time.Now().Add(auth.DefaultConfig.SessionMax),
 	})
-	writeJSON(w, http.StatusOK, toAccountJSON(&acct))
+	out := struct {
+		accountJSON
+		MFA string `json:"mfa,omitempty"` // "required" or "setup": the next step of the login
+	}{accountJSON: toAccountJSON(&acct)}
+	if a.Auth.MFARequired(&acct) {
+		out.MFA = "required"
+		if !acct.TOTPEnabled {
+			out.MFA = "setup"
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) logout(w http.ResponseWriter, r *http.Request) {
-	token, _ := r.Context().Value(keyToken).(string)
+	_, token := a.session(r)
 	if token == "" {
 		writeError(w, r, auth.ErrNoSession)
 		return

@@ -55,6 +55,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 	a.healthRoutes(mux)
 	a.accountRoutes(mux)
 	a.eventRoutes(mux)
+	a.securityRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the
@@ -81,6 +82,7 @@ const (
 	keySession
 	keyRequestID
 	keyToken
+	keyIncomplete
 )
 
 // Client address of the request (without port).
@@ -98,12 +100,29 @@ func (a *API) clientIP(r *http.Request) string {
 	return host
 }
 
-// account returns the logged-in caller, or ErrUnauthorized.
+// account returns the logged-in caller, or ErrUnauthorized (with the code
+// mfa_required or mfa_setup_required when the second factor is missing).
 func (a *API) account(r *http.Request) (*auth.Account, error) {
+	if err, ok := r.Context().Value(keyIncomplete).(error); ok {
+		return nil, err
+	}
+	return a.sessionAccount(r)
+}
+
+// sessionAccount returns the account of the session even before its second
+// factor: only for the routes that complete a login.
+func (a *API) sessionAccount(r *http.Request) (*auth.Account, error) {
 	if acct, ok := r.Context().Value(keyAccount).(*auth.Account); ok {
 		return acct, nil
 	}
 	return nil, auth.ErrNoSession
+}
+
+// session returns the caller's session and its token.
+func (a *API) session(r *http.Request) (*store.Session, string) {
+	s, _ := r.Context().Value(keySession).(*store.Session)
+	t, _ := r.Context().Value(keyToken).(string)
+	return s, t
 }
 
 // accountWithRole returns the caller when it has one of roles. Any other
@@ -240,6 +259,9 @@ func (a *API) withSession(next http.Handler) http.Handler {
 				ctx := context.WithValue(r.Context(), keyAccount, &acct)
 				ctx = context.WithValue(ctx, keySession, &sess)
 				ctx = context.WithValue(ctx, keyToken, c.Value)
+				if err := a.Auth.SessionComplete(&acct, &sess); err != nil {
+					ctx = context.WithValue(ctx, keyIncomplete, err)
+				}
 				r = r.WithContext(ctx)
 			} else if !isNoSession(err) {
 				writeError(w, r, err)

@@ -32,7 +32,9 @@ type Config struct {
 	MasterKeyFile string
 	Secret        []byte // signs join tokens and one-click links
 	TrustProxy    bool
-	Log           *slog.Logger
+	// MFARoles must use two-factor login; nil means auth.DefaultMFARoles.
+	MFARoles map[string]bool
+	Log      *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -90,6 +92,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Auth = auth.NewService(s.DB, auth.DefaultConfig, cfg.Now)
+	roles := cfg.MFARoles
+	if roles == nil {
+		roles = auth.DefaultMFARoles
+	}
+	s.Auth.SetMFA(auth.MFAConfig{Vault: v, Required: roles})
 	s.Live = live.NewHub(s.DB)
 	s.API = &httpapi.API{
 		DB: s.DB, Vault: v, Auth: s.Auth, Log: cfg.Log,

@@ -26,6 +26,28 @@ type Config struct {
 	SecretKey     string // SECRET_KEY: hex; signs join tokens and links (default: generated in DATA_DIR)
 	TrustProxy    bool   // TRUST_PROXY: take the client address from X-Forwarded-For
 	LogLevel      string // LOG_LEVEL: debug, info, warn, error
+	MFARoles      string // MFA_REQUIRED_ROLES: comma-separated roles, or "none"
+}
+
+// mfaRoles parses MFA_REQUIRED_ROLES; empty means the default.
+func (cfg *Config) mfaRoles() (map[string]bool, error) {
+	if cfg.MFARoles == "" {
+		return nil, nil
+	}
+	m := map[string]bool{}
+	if cfg.MFARoles == "none" {
+		return m, nil
+	}
+	for _, r := range strings.Split(cfg.MFARoles, ",") {
+		r = strings.TrimSpace(r)
+		switch r {
+		case "patient", "practitioner", "pharmacist", "admin":
+			m[r] = true
+		default:
+			return nil, fmt.Errorf("MFA_REQUIRED_ROLES: unknown role %q", r)
+		}
+	}
+	return m, nil
 }
 
 func envOr(name, def string) string {
@@ -50,6 +72,7 @@ func bindServe(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Addr, "addr", envOr("ADDR", ":8080"), "listen address (ADDR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", os.Getenv("BASE_URL"), "public URL used in links (BASE_URL; default http://localhost<addr>)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", os.Getenv("TRUST_PROXY") == "true", "take client addresses from X-Forwarded-For (TRUST_PROXY=true)")
+	fs.StringVar(&cfg.MFARoles, "mfa-required-roles", os.Getenv("MFA_REQUIRED_ROLES"), "roles that must use two-factor login, or none (MFA_REQUIRED_ROLES; default practitioner,pharmacist,admin)")
 }
 
 func (cfg *Config) finish() error {

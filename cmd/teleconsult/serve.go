@@ -33,10 +33,14 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	roles, err := cfg.mfaRoles()
+	if err != nil {
+		return server.Config{}, err
+	}
 	return server.Config{
 		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
 		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
-		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log,
+		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
 	}, nil
 }
 
