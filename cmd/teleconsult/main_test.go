@@ -94,7 +94,9 @@ func TestServeStopsCleanly(t *testing.T) {
 	addr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--database-url", url, "--data-dir", t.TempDir(), "--addr", addr}) }()
+	go func() {
+		done <- runServe(ctx, []string{"--database-url", url, "--data-dir", t.TempDir(), "--addr", addr})
+	}()
 	var ok bool
 	for i := 0; i < 100 && !ok; i++ {
 		resp, err := http.Get(fmt.Sprintf("http://%s/readyz", addr))
