@@ -22,6 +22,7 @@ import (
 
 	"teleconsult/audit"
 	"teleconsult/auth"
+	"teleconsult/consult"
 	"teleconsult/live"
 	"teleconsult/store"
 	"teleconsult/vault"
@@ -43,6 +44,8 @@ type API struct {
 	Registry *prometheus.Registry
 	// Live delivers events to browsers (GET /api/v1/events).
 	Live *live.Hub
+	// Consult admits participants to video rooms and keeps their chat.
+	Consult *consult.Service
 
 	metrics *httpMetrics
 }
@@ -56,6 +59,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 	a.accountRoutes(mux)
 	a.eventRoutes(mux)
 	a.securityRoutes(mux)
+	a.consultRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the
