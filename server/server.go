@@ -6,11 +6,15 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"teleconsult/auth"
+	"teleconsult/consult"
 	"teleconsult/httpapi"
 	"teleconsult/live"
+	"teleconsult/relay"
+	"teleconsult/sfu"
+	"teleconsult/signaling"
 	"teleconsult/store"
 	"teleconsult/vault"
 )
@@ -34,7 +42,12 @@ type Config struct {
 	TrustProxy    bool
 	// MFARoles must use two-factor login; nil means auth.DefaultMFARoles.
 	MFARoles map[string]bool
-	Log      *slog.Logger
+	// Media configures the SFU (public IPs, UDP ports, loopback).
+	Media sfu.Config
+	// TURN, when TURN.ListenUDP or TURN.ListenTCP is set, runs the
+	// embedded relay; its Secret is derived from Secret when empty.
+	TURN relay.Config
+	Log  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -48,6 +61,10 @@ type Server struct {
 	API      *httpapi.API
 	Registry *prometheus.Registry
 	Live     *live.Hub
+	Media    *sfu.SFU
+	Signal   *signaling.Server
+	Relay    *relay.Server
+	Consult  *consult.Service
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -103,10 +120,70 @@ func (s *Server) build(ctx context.Context) error {
 		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry,
 		Live: s.Live,
 	}
+	if err := s.buildVideo(); err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	s.API.Routes(mux)
+	mux.Handle("GET /api/v1/signal", s.Signal)
 	s.handler = s.API.Handler(mux)
 	return nil
+}
+
+// buildVideo starts the SFU, the TURN relay (when configured) and the
+// signalling server, with consult as its hooks.
+func (s *Server) buildVideo() error {
+	cfg := s.cfg
+	media, err := sfu.New(cfg.Media)
+	if err != nil {
+		return fmt.Errorf("server: media: %w", err)
+	}
+	s.Media = media
+	s.Registry.MustRegister(signaling.NewCollector(media))
+	signer := auth.NewJoinSigner(subkey(cfg.Secret, "join-token"))
+	s.Consult = &consult.Service{
+		DB: s.DB, Vault: s.Vault, Signer: signer, Now: cfg.Now, Log: cfg.Log,
+		SignalingURL: wsURL(cfg.BaseURL) + "/api/v1/signal",
+	}
+	if cfg.TURN.ListenUDP != "" || cfg.TURN.ListenTCP != "" {
+		tc := cfg.TURN
+		if tc.Secret == "" {
+			tc.Secret = fmt.Sprintf("%x", subkey(cfg.Secret, "turn"))
+		}
+		if s.Relay, err = relay.New(tc); err != nil {
+			return fmt.Errorf("server: turn relay: %w", err)
+		}
+		s.Consult.ICE = s.Relay
+	}
+	s.Signal = signaling.NewServer(signaling.Config{
+		Media: media, Logger: cfg.Log, AllowedOrigins: []string{origin(cfg.BaseURL)},
+	}, signer, s.Consult)
+	s.API.Consult = s.Consult
+	return nil
+}
+
+// wsURL turns http(s)://host into ws(s)://host.
+func wsURL(base string) string {
+	if strings.HasPrefix(base, "https://") {
+		return "wss://" + strings.TrimPrefix(base, "https://")
+	}
+	return "ws://" + strings.TrimPrefix(base, "http://")
+}
+
+// origin is scheme://host[:port] of a URL.
+func origin(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// subkey derives an independent key for one purpose from the secret.
+func subkey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // openVault loads the master keys. A key file is generated at first start
@@ -167,11 +244,20 @@ func (s *Server) every(ctx context.Context, interval time.Duration, name string,
 	}()
 }
 
-// Close stops the jobs and closes the database.
+// Close stops the jobs and the media and closes the database.
 func (s *Server) Close() {
 	if s.stop != nil {
 		s.stop()
 	}
 	s.jobs.Wait()
+	if s.Signal != nil {
+		s.Signal.Close()
+	}
+	if s.Relay != nil {
+		s.Relay.Close()
+	}
+	if s.Media != nil {
+		s.Media.Close()
+	}
 	s.DB.Close()
 }

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +26,7 @@ type Config struct {
 	TrustProxy    bool   // TRUST_PROXY: take the client address from X-Forwarded-For
 	LogLevel      string // LOG_LEVEL: debug, info, warn, error
 	MFARoles      string // MFA_REQUIRED_ROLES: comma-separated roles, or "none"
+	Media         mediaConfig
 }
 
 // mfaRoles parses MFA_REQUIRED_ROLES; empty means the default.
@@ -72,6 +72,7 @@ func bindServe(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Addr, "addr", envOr("ADDR", ":8080"), "listen address (ADDR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", os.Getenv("BASE_URL"), "public URL used in links (BASE_URL; default http://localhost<addr>)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", os.Getenv("TRUST_PROXY") == "true", "take client addresses from X-Forwarded-For (TRUST_PROXY=true)")
+	bindMedia(fs, &cfg.Media)
 	fs.StringVar(&cfg.MFARoles, "mfa-required-roles", os.Getenv("MFA_REQUIRED_ROLES"), "roles that must use two-factor login, or none (MFA_REQUIRED_ROLES; default practitioner,pharmacist,admin)")
 }
 
@@ -118,9 +119,39 @@ func (cfg *Config) secret() ([]byte, error) {
 	return b, nil
 }
 
-// subkey derives an independent key for one purpose from the secret.
-func subkey(secret []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(purpose))
-	return m.Sum(nil)
+// Media and relay settings (all optional).
+type mediaConfig struct {
+	PublicIP    string // MEDIA_PUBLIC_IP: the address behind a 1:1 NAT
+	UDPPorts    string // MEDIA_UDP_PORTS: "min-max"
+	UDPMuxPort  int    // MEDIA_UDP_PORT: one UDP port for every call
+	Loopback    bool   // MEDIA_LOOPBACK: offer loopback candidates
+	TURNListen  string // TURN_LISTEN: e.g. ":3478" (UDP and TCP)
+	TURNPublic  string // TURN_PUBLIC_IP
+	TURNPorts   string // TURN_RELAY_PORTS: "min-max"
+	TURNPubHost string // TURN_PUBLIC_HOST: host name in the TURN URLs
+}
+
+func bindMedia(fs *flag.FlagSet, m *mediaConfig) {
+	fs.StringVar(&m.PublicIP, "media-public-ip", os.Getenv("MEDIA_PUBLIC_IP"), "public IP of this host behind 1:1 NAT (MEDIA_PUBLIC_IP)")
+	fs.StringVar(&m.UDPPorts, "media-udp-ports", os.Getenv("MEDIA_UDP_PORTS"), "UDP port range for media, min-max (MEDIA_UDP_PORTS)")
+	port, _ := strconv.Atoi(os.Getenv("MEDIA_UDP_PORT"))
+	fs.IntVar(&m.UDPMuxPort, "media-udp-port", port, "carry every call over this one UDP port (MEDIA_UDP_PORT)")
+	fs.BoolVar(&m.Loopback, "media-loopback", os.Getenv("MEDIA_LOOPBACK") != "false", "offer loopback ICE candidates (MEDIA_LOOPBACK; default true)")
+	fs.StringVar(&m.TURNListen, "turn-listen", os.Getenv("TURN_LISTEN"), "run the TURN relay on this address, UDP and TCP, e.g. :3478 (TURN_LISTEN)")
+	fs.StringVar(&m.TURNPublic, "turn-public-ip", os.Getenv("TURN_PUBLIC_IP"), "public IP relayed candidates carry (TURN_PUBLIC_IP)")
+	fs.StringVar(&m.TURNPorts, "turn-relay-ports", os.Getenv("TURN_RELAY_PORTS"), "relay port range, min-max (TURN_RELAY_PORTS)")
+	fs.StringVar(&m.TURNPubHost, "turn-public-host", os.Getenv("TURN_PUBLIC_HOST"), "host name in the TURN URLs given to clients (TURN_PUBLIC_HOST)")
+}
+
+func portRange(s string) (uint16, uint16, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	lo, err1 := strconv.ParseUint(a, 10, 16)
+	hi, err2 := strconv.ParseUint(b, 10, 16)
+	if !ok || err1 != nil || err2 != nil || lo > hi || lo == 0 {
+		return 0, 0, fmt.Errorf("port range %q must be min-max", s)
+	}
+	return uint16(lo), uint16(hi), nil
 }

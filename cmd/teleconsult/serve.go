@@ -37,11 +37,31 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
-	return server.Config{
+	sc := server.Config{
 		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
 		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
 		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
-	}, nil
+	}
+	m := cfg.Media
+	if m.PublicIP != "" {
+		sc.Media.PublicIPs = []string{m.PublicIP}
+	}
+	if sc.Media.UDPPortMin, sc.Media.UDPPortMax, err = portRange(m.UDPPorts); err != nil {
+		return server.Config{}, fmt.Errorf("MEDIA_UDP_PORTS: %w", err)
+	}
+	sc.Media.UDPMuxPort = m.UDPMuxPort
+	sc.Media.IncludeLoopback = m.Loopback
+	if m.TURNListen != "" {
+		if m.TURNPublic == "" {
+			return server.Config{}, fmt.Errorf("TURN_LISTEN needs TURN_PUBLIC_IP")
+		}
+		sc.TURN.ListenUDP, sc.TURN.ListenTCP = m.TURNListen, m.TURNListen
+		sc.TURN.PublicIP, sc.TURN.PublicHost = m.TURNPublic, m.TURNPubHost
+		if sc.TURN.PortMin, sc.TURN.PortMax, err = portRange(m.TURNPorts); err != nil {
+			return server.Config{}, fmt.Errorf("TURN_RELAY_PORTS: %w", err)
+		}
+	}
+	return sc, nil
 }
 
 func runServe(ctx context.Context, args []string) error {
