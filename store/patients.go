@@ -176,3 +176,14 @@ func BlocksOf(ctx context.Context, q Q, practitionerID string) ([]PatientBlock, 
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByName[PatientBlock])
 }
+
+// PatientsWithNoShows returns the patients with a no-show with the
+// practitioner for an appointment that started after since.
+func PatientsWithNoShows(ctx context.Context, q Q, practitionerID string, since time.Time) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT patient_id::text FROM appointments
+		WHERE practitioner_id = $1 AND status = 'no_show' AND starts_at > $2`, practitionerID, since)
+	if err != nil {
+		return nil, fmt.Errorf("store: patients with no-shows: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -177,3 +177,14 @@ func VoidOffersOverlapping(ctx context.Context, q Q, practitionerID string, from
 	}
 	return nil
 }
+
+// PractitionersWithLapsed returns the practitioners that have a payment
+// hold or a waiting-list offer lapsed before now.
+func PractitionersWithLapsed(ctx context.Context, q Q, now time.Time) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT practitioner_id::text FROM appointments WHERE status = 'pending_payment' AND hold_expires_at < $1
+		UNION SELECT practitioner_id::text FROM waitlist_offers WHERE status = 'offered' AND expires_at <= $1`, now)
+	if err != nil {
+		return nil, fmt.Errorf("store: practitioners with lapsed holds: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

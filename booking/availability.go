@@ -1,0 +1,227 @@
+package booking
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"teleconsult/store"
+)
+
+// MaxSlotsWindow bounds one slots request, so that a client cannot make
+// the server compute a year of slots at once.
+const MaxSlotsWindow = 62 * 24 * time.Hour
+
+// parseClock parses "HH:MM" (or "HH:MM:SS") into minutes after midnight;
+// "24:00" is the end of the day.
+func parseClock(s string) (int, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return 0, ErrInvalid.Withf("%q is not a time of day (HH:MM)", s)
+	}
+	h, err1 := strconv.Atoi(parts[0])
+	m, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || h < 0 || h > 24 || m < 0 || m > 59 || h == 24 && m != 0 {
+		return 0, ErrInvalid.Withf("%q is not a time of day (HH:MM)", s)
+	}
+	return h*60 + m, nil
+}
+
+// location loads a practitioner's time zone.
+func location(name string) (*time.Location, error) {
+	if name == "" {
+		name = "Europe/Paris"
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, ErrInvalid.Withf("unknown time zone %q", name)
+	}
+	return loc, nil
+}
+
+// rulesFor assembles the rules of one consultation type.
+func rulesFor(p store.Practitioner, ct store.ConsultationType, hours []store.OpeningHours, absences []store.Absence) (Rules, error) {
+	loc, err := location(p.TimeZone)
+	if err != nil {
+		return Rules{}, err
+	}
+	r := Rules{
+		Location:  loc,
+		Duration:  time.Duration(ct.DurationMinutes) * time.Minute,
+		Horizon:   time.Duration(p.HorizonDays) * 24 * time.Hour,
+		MinNotice: time.Duration(p.MinNoticeMinutes) * time.Minute,
+	}
+	for _, h := range hours {
+		if h.ConsultationTypeID != ct.ID {
+			continue
+		}
+		start, err := parseClock(h.Start)
+		if err != nil {
+			return Rules{}, err
+		}
+		end, err := parseClock(h.End)
+		if err != nil {
+			return Rules{}, err
+		}
+		if h.End == "00:00" {
+			end = 24 * 60
+		}
+		r.Hours = append(r.Hours, Range{Weekday: time.Weekday(h.Weekday), Start: start, End: end})
+	}
+	for _, a := range absences {
+		r.Absences = append(r.Absences, Interval{Start: a.StartsAt, End: a.EndsAt})
+	}
+	return r, nil
+}
+
+// agenda is what slot computations for one practitioner need.
+type agenda struct {
+	p        store.Practitioner
+	types    []store.ConsultationType
+	hours    []store.OpeningHours
+	absences []store.Absence
+	busy     []Interval
+	offers   []store.WaitlistOffer
+}
+
+// loadAgenda reads a practitioner's rules and occupied times from now to
+// the end of the horizon.
+func loadAgenda(ctx context.Context, q store.Q, practitionerID string, now time.Time) (agenda, error) {
+	var ag agenda
+	var err error
+	if ag.p, err = store.PractitionerByID(ctx, q, practitionerID); err != nil {
+		return ag, err
+	}
+	if ag.types, err = store.ConsultationTypes(ctx, q, practitionerID, false); err != nil {
+		return ag, err
+	}
+	if ag.hours, err = store.OpeningHoursOf(ctx, q, practitionerID); err != nil {
+		return ag, err
+	}
+	if ag.absences, err = store.AbsencesOf(ctx, q, practitionerID, now.Add(-24*time.Hour)); err != nil {
+		return ag, err
+	}
+	end := now.Add(time.Duration(ag.p.HorizonDays+1) * 24 * time.Hour)
+	if ag.busy, err = store.BusyIntervals(ctx, q, practitionerID, now.Add(-24*time.Hour), end); err != nil {
+		return ag, err
+	}
+	if ag.offers, err = store.StandingOffers(ctx, q, practitionerID, now.Add(-24*time.Hour), end, now); err != nil {
+		return ag, err
+	}
+	return ag, nil
+}
+
+func (ag agenda) typeByID(id string) (store.ConsultationType, bool) {
+	for _, t := range ag.types {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return store.ConsultationType{}, false
+}
+
+// busyFor is the occupied time as patientID sees it: appointments, and
+// the slots offered to other waiting patients.
+func (ag agenda) busyFor(patientID string) []Interval {
+	b := append([]Interval(nil), ag.busy...)
+	for _, o := range ag.offers {
+		if o.PatientID != patientID {
+			b = append(b, Interval{Start: o.StartsAt, End: o.EndsAt})
+		}
+	}
+	return b
+}
+
+// refreshNextFree recomputes and stores a practitioner's earliest free
+// slot per consultation type. Call it in the transaction that changed the
+// agenda, after the change.
+func refreshNextFree(ctx context.Context, q store.Q, practitionerID string, now time.Time) error {
+	ag, err := loadAgenda(ctx, q, practitionerID, now)
+	if err != nil {
+		return err
+	}
+	busy := ag.busyFor("")
+	var next []store.NextFree
+	for _, ct := range ag.types {
+		r, err := rulesFor(ag.p, ct, ag.hours, ag.absences)
+		if err != nil {
+			return err
+		}
+		n := store.NextFree{ConsultationTypeID: ct.ID}
+		if s, ok := NextSlot(r, busy, now); ok {
+			at := s.Start
+			n.At = &at
+		}
+		next = append(next, n)
+	}
+	if err := store.SetNextFree(ctx, q, practitionerID, next); err != nil {
+		return err
+	}
+	return store.TouchPractitioner(ctx, q, practitionerID)
+}
+
+// Slots returns the free slots of a consultation type starting in
+// [from, to), as patientID (empty for anyone) may book them.
+func (s *Service) Slots(ctx context.Context, patientID, practitionerID, typeID string, from, to time.Time) ([]Slot, error) {
+	if !to.After(from) {
+		return nil, ErrInvalid.With("to must be after from")
+	}
+	if to.Sub(from) > MaxSlotsWindow {
+		return nil, ErrInvalid.Withf("ask for at most %d days of slots at once", int(MaxSlotsWindow.Hours()/24))
+	}
+	now := s.now()
+	ag, err := loadAgenda(ctx, s.db.Pool, practitionerID, now)
+	if err != nil {
+		return nil, err
+	}
+	ct, ok := ag.typeByID(typeID)
+	if !ok {
+		return nil, store.ErrNotFound.With("consultation type not found")
+	}
+	r, err := rulesFor(ag.p, ct, ag.hours, ag.absences)
+	if err != nil {
+		return nil, err
+	}
+	slots := Slots(r, ag.busyFor(patientID), from, to, now)
+	if slots == nil {
+		slots = []Slot{}
+	}
+	return slots, nil
+}
+
+// RefreshStale recomputes the next free slot of up to limit practitioners
+// whose precomputed one has passed, each in its own short transaction,
+// and returns how many it refreshed. The periodic job calls it.
+func (s *Service) RefreshStale(ctx context.Context, limit int) (int, error) {
+	now := s.now()
+	ids, err := store.StalePractitioners(ctx, s.db.Pool, now, limit)
+	if err != nil {
+		return 0, err
+	}
+	for i, id := range ids {
+		err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+			if err := store.LockPractitioner(ctx, tx, id); err != nil {
+				return err
+			}
+			return refreshNextFree(ctx, tx, id, now)
+		})
+		if err != nil {
+			return i, fmt.Errorf("booking: refresh %s: %w", id, err)
+		}
+	}
+	return len(ids), nil
+}
+
+// RefreshPractitioner recomputes one practitioner's next free slot.
+func (s *Service) RefreshPractitioner(ctx context.Context, practitionerID string) error {
+	return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		if err := store.LockPractitioner(ctx, tx, practitionerID); err != nil {
+			return err
+		}
+		return refreshNextFree(ctx, tx, practitionerID, s.now())
+	})
+}
