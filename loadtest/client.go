@@ -445,3 +445,22 @@ func (c *Client) Close() {
 		c.down.Close()
 	}
 }
+
+// UsesRelay reports whether both connections' selected candidate pairs
+// use a local relayed (TURN) candidate.
+func (c *Client) UsesRelay() bool {
+	for _, pc := range []*webrtc.PeerConnection{c.up, c.down} {
+		var found bool
+		for _, s := range pc.GetStats() {
+			if p, ok := s.(webrtc.ICECandidatePairStats); ok && p.Nominated && p.State == webrtc.StatsICECandidatePairStateSucceeded {
+				if l, ok := pc.GetStats()[p.LocalCandidateID].(webrtc.ICECandidateStats); ok && l.CandidateType == webrtc.ICECandidateTypeRelay {
+					found = true
+				}
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

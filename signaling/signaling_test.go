@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"teleconsult/auth"
 	"teleconsult/loadtest"
+	"teleconsult/relay"
 	"teleconsult/sfu"
 	"teleconsult/signaling"
 )
@@ -498,4 +501,43 @@ func TestSimulcastLayerFollowsBandwidth(t *testing.T) {
 func fmtJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestRelayOnlyPeerConnectsThroughTURN(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	turnSrv, err := relay.New(relay.Config{Secret: "turn secret", ListenUDP: "127.0.0.1:0", ListenTCP: "127.0.0.1:0", PublicIP: "127.0.0.1", RelayBind: "127.0.0.1", PortMin: 41000, PortMax: 41999, AllowedPeers: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer turnSrv.Close()
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			room := "appt-turn-" + transport
+			var servers []webrtc.ICEServer
+			for _, s := range turnSrv.ICEServers("pat", time.Now()) {
+				for _, u := range s.URLs {
+					if strings.HasSuffix(u, "transport="+transport) {
+						servers = append(servers, webrtc.ICEServer{URLs: []string{u}, Username: s.Username, Credential: s.Credential})
+					}
+				}
+			}
+			doc := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media})
+			if err := doc.Publish(); err != nil {
+				t.Fatal(err)
+			}
+			pat := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "pat", auth.RolePatient, time.Minute), VideoBitrate: media, ICEServers: servers, RelayOnly: true})
+			if err := pat.Publish(); err != nil {
+				t.Fatal(err)
+			}
+			mustEvent(t, doc, "waiting")
+			if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 15*time.Second, "doc receiving pat through the relay", flowing(doc, "pat", "video", 10))
+			waitFor(t, 15*time.Second, "pat receiving doc through the relay", flowing(pat, "doc", "video", 10))
+			if !pat.UsesRelay() {
+				t.Fatal("the relay-only patient's selected candidate pair is not relayed")
+			}
+		})
+	}
 }
