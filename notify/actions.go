@@ -72,7 +72,6 @@ type page struct {
 	Slots    []slotChoice
 	Link     *link
 	Status   int
-	canceled bool
 }
 
 type slotChoice struct {

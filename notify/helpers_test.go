@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/jackc/pgx/v5"
 	"github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5"
 
 	"teleconsult/store"
 	"teleconsult/store/storetest"

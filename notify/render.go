@@ -216,7 +216,7 @@ func (l linker) action(purpose, apptID string, expires time.Time) (string, error
 
 func (l linker) secretParam(path, name, value string) string {
 	if l.redact {
-		value = redacted
+		return l.base + path + "?" + name + "=" + redacted
 	}
 	return l.base + path + "?" + name + "=" + url.QueryEscape(value)
 }
@@ -305,7 +305,7 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		case store.EventAppointmentBooked:
 			m.Subject = fmt.Sprintf(w.subjBooked, at, other)
 			if isDr {
-				m.Subject = upperFirst(phrase)
+				m.Subject = strings.TrimSuffix(fmt.Sprintf(w.bookedDr, at, other), ".")
 				m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.bookedDr, at, other))
 			} else {
 				m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.booked, at, other))
