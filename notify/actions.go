@@ -64,14 +64,14 @@ const pageSlots = 12
 
 // page is what the action template shows.
 type page struct {
-	Lang     string
-	Title    string
-	Message  string
-	Detail   string
-	Button   string
-	Slots    []slotChoice
-	Link     *link
-	Status   int
+	Lang    string
+	Title   string
+	Message string
+	Detail  string
+	Button  string
+	Slots   []slotChoice
+	Link    *link
+	Status  int
 }
 
 type slotChoice struct {
