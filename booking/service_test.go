@@ -158,7 +158,9 @@ func TestBookFreeAndPaid(t *testing.T) {
 	}
 }
 
-func bytesContains(b []byte, s string) bool { return len(s) > 0 && string(b) != "" && containsStr(string(b), s) }
+func bytesContains(b []byte, s string) bool {
+	return len(s) > 0 && string(b) != "" && containsStr(string(b), s)
+}
 func containsStr(a, b string) bool {
 	for i := 0; i+len(b) <= len(a); i++ {
 		if a[i:i+len(b)] == b {
