@@ -44,10 +44,15 @@ type API struct {
 	Registry *prometheus.Registry
 	// Live delivers events to browsers (GET /api/v1/events).
 	Live *live.Hub
+	// ProbeBudget is how many "not found" API answers a caller may get
+	// per minute before being told to slow down (default 30).
+	ProbeBudget int
 	// Consult admits participants to video rooms and keeps their chat.
 	Consult *consult.Service
 
-	metrics *httpMetrics
+	metrics   *httpMetrics
+	probes    *window // "not found" answers per caller
+	tokenHits *window // requests per API token
 }
 
 // secureCookies reports whether the service is reached over TLS.
@@ -60,6 +65,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 	a.eventRoutes(mux)
 	a.securityRoutes(mux)
 	a.consultRoutes(mux)
+	a.tokenRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the
@@ -71,7 +77,16 @@ func (a *API) Handler(mux *http.ServeMux) http.Handler {
 	if a.Registry != nil && a.metrics == nil {
 		a.metrics = newHTTPMetrics(a.Registry, a.DB)
 	}
+	if a.probes == nil {
+		if a.ProbeBudget == 0 {
+			a.ProbeBudget = defaultProbeBudget
+		}
+		a.probes = newWindow(a.ProbeBudget, probeWindow)
+		a.tokenHits = newWindow(tokenBudget, tokenWindow)
+	}
 	var h http.Handler = mux
+	h = a.withLimits(h)
+	h = a.withAPIToken(h)
 	h = a.withSession(h)
 	h = http.NewCrossOriginProtection().Handler(h)
 	h = a.withSecurityHeaders(h)

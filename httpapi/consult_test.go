@@ -149,7 +149,7 @@ func TestConsultHooks(t *testing.T) {
 	waitStatus("arrived")
 
 	svc.Chat(id, pc, "J'ai de la fièvre depuis hier")
-	time.Sleep(50 * time.Millisecond)
+	now = now.Add(time.Second)
 	svc.Chat(id, dc, "Prenez votre température ce soir")
 	var chat struct {
 		Messages []consult.ChatLine `json:"messages"`
