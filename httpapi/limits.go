@@ -15,10 +15,10 @@ import (
 // software gets two requests a second on average, bursts included.
 const (
 	defaultProbeBudget = 30
-	probeWindow  = time.Minute
-	tokenBudget  = 120
-	tokenWindow  = time.Minute
-	tidyInterval = 5 * time.Minute
+	probeWindow        = time.Minute
+	tokenBudget        = 120
+	tokenWindow        = time.Minute
+	tidyInterval       = 5 * time.Minute
 )
 
 // ErrSlowDown is the answer to a caller over its budget.
