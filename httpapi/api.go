@@ -22,6 +22,7 @@ import (
 
 	"teleconsult/audit"
 	"teleconsult/auth"
+	"teleconsult/booking"
 	"teleconsult/consult"
 	"teleconsult/live"
 	"teleconsult/store"
@@ -47,6 +48,8 @@ type API struct {
 	// ProbeBudget is how many "not found" API answers a caller may get
 	// per minute before being told to slow down (default 30).
 	ProbeBudget int
+	// Booking is the directory and the appointments.
+	Booking *booking.Service
 	// Consult admits participants to video rooms and keeps their chat.
 	Consult *consult.Service
 
@@ -66,6 +69,10 @@ func (a *API) Routes(mux *http.ServeMux) {
 	a.securityRoutes(mux)
 	a.consultRoutes(mux)
 	a.tokenRoutes(mux)
+	if a.Booking != nil {
+		a.bookingRoutes(mux, a.Booking)
+	}
+	a.fhirRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the
