@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"teleconsult/auth"
+	"teleconsult/booking"
 	"teleconsult/consult"
 	"teleconsult/httpapi"
 	"teleconsult/live"
@@ -65,6 +66,7 @@ type Server struct {
 	Signal   *signaling.Server
 	Relay    *relay.Server
 	Consult  *consult.Service
+	Booking  *booking.Service
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -120,6 +122,8 @@ func (s *Server) build(ctx context.Context) error {
 		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry,
 		Live: s.Live,
 	}
+	s.Booking = booking.New(s.DB, v, booking.Config{Now: cfg.Now, BaseURL: cfg.BaseURL})
+	s.API.Booking = s.Booking
 	if err := s.buildVideo(); err != nil {
 		return err
 	}
@@ -222,6 +226,11 @@ func (s *Server) Start() {
 	s.jobs.Add(1)
 	go func() { defer s.jobs.Done(); s.Live.Run(ctx) }()
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
+	s.jobs.Add(1)
+	go func() {
+		defer s.jobs.Done()
+		s.Booking.RunJobs(ctx, 30*time.Second, func(msg string, args ...any) { s.cfg.Log.Warn(msg, args...) })
+	}()
 }
 
 // every runs fn every interval (and once at once) until ctx ends.
