@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"teleconsult/audit"
 	"teleconsult/problem"
 	"teleconsult/store"
 )
@@ -30,6 +32,22 @@ type SlotFinder interface {
 	FreeSlots(ctx context.Context, appointmentID string, limit int) ([]time.Time, error)
 }
 
+// SlotFinderFunc adapts a function to SlotFinder.
+type SlotFinderFunc func(ctx context.Context, appointmentID string, limit int) ([]time.Time, error)
+
+// FreeSlots calls f.
+func (f SlotFinderFunc) FreeSlots(ctx context.Context, appointmentID string, limit int) ([]time.Time, error) {
+	return f(ctx, appointmentID, limit)
+}
+
+// Booking is the booking service as the action pages use it: the
+// patient's own cancel and reschedule, with every booking rule (cut-off,
+// payment release, waiting list, audit). *booking.Service satisfies it.
+type Booking interface {
+	Cancel(ctx context.Context, who audit.Actor, id, reason string) (store.Appointment, error)
+	Reschedule(ctx context.Context, who audit.Actor, id string, start time.Time) (store.Appointment, error)
+}
+
 // ActionPages serves the one-click links of appointment emails:
 // GET /a/{token} shows what the link will do and asks for confirmation
 // (mail scanners follow links, so GET never acts), POST /a/{token} does
@@ -41,6 +59,11 @@ type ActionPages struct {
 	now     func() time.Time
 	// Slots, if set, lists the times offered on the reschedule page.
 	Slots SlotFinder
+	// Booking, if set, does the cancel and the move. Without it they are
+	// done here with the store (store.TransitionAppointment,
+	// store.MoveAppointment) and both parties are told; a payment hold is
+	// then not released, so wire Booking wherever payments are on.
+	Booking Booking
 }
 
 // NewActionPages returns the handlers for the links signed with
@@ -81,18 +104,18 @@ type slotChoice struct {
 var pageWording = map[string]map[string]string{
 	"en": {
 		"cancel.title": "Cancel your appointment", "cancel.ask": "Do you want to cancel %s?", "cancel.button": "Yes, cancel it",
-		"cancel.done": "Your appointment is cancelled. A confirmation is on its way.",
+		"cancel.done": "Your appointment is cancelled. The practitioner has been told.",
 		"move.title":  "Move your appointment", "move.ask": "Choose a new time for %s.", "move.button": "Move my appointment",
 		"move.none": "There is no free time to offer right now.", "move.account": "Choose a new time from your account.",
-		"move.open": "Open my appointments", "move.done": "Your appointment is moved to %s. A confirmation is on its way.",
+		"move.open": "Open my appointments", "move.done": "Your appointment is moved to %s.",
 		"error.title": "This link cannot be used",
 	},
 	"fr": {
 		"cancel.title": "Annuler votre rendez-vous", "cancel.ask": "Voulez-vous annuler %s ?", "cancel.button": "Oui, annuler",
-		"cancel.done": "Votre rendez-vous est annulé. Une confirmation vous est envoyée.",
+		"cancel.done": "Votre rendez-vous est annulé. Le praticien en est informé.",
 		"move.title":  "Déplacer votre rendez-vous", "move.ask": "Choisissez un nouvel horaire pour %s.", "move.button": "Déplacer mon rendez-vous",
 		"move.none": "Aucun horaire libre à proposer pour le moment.", "move.account": "Choisissez un nouvel horaire depuis votre compte.",
-		"move.open": "Voir mes rendez-vous", "move.done": "Votre rendez-vous est déplacé au %s. Une confirmation vous est envoyée.",
+		"move.open": "Voir mes rendez-vous", "move.done": "Votre rendez-vous est déplacé au %s.",
 		"error.title": "Ce lien ne peut pas être utilisé",
 	},
 }
@@ -252,13 +275,7 @@ func (p *ActionPages) act(w http.ResponseWriter, r *http.Request) {
 	a := t.appt
 	switch t.purpose {
 	case PurposeCancel:
-		err = p.db.Tx(ctx, func(tx pgx.Tx) error {
-			if err := store.TransitionAppointment(ctx, tx, a.ID, store.UpcomingStatuses, store.StatusCancelled,
-				a.PatientID, "cancelled from an email link"); err != nil {
-				return err
-			}
-			return enqueueBoth(ctx, tx, a, store.EventAppointmentCancelled, map[string]string{"by": "patient"})
-		})
+		err = p.cancel(ctx, r, a)
 		if err != nil {
 			p.fail(w, t.lang, err)
 			return
@@ -284,14 +301,7 @@ func (p *ActionPages) act(w http.ResponseWriter, r *http.Request) {
 			p.fail(w, t.lang, ErrSlotUnavailable)
 			return
 		}
-		err = p.db.Tx(ctx, func(tx pgx.Tx) error {
-			if err := store.MoveAppointment(ctx, tx, a.ID, start, start.Add(a.EndsAt.Sub(a.StartsAt)), a.PatientID); err != nil {
-				return err
-			}
-			return enqueueBoth(ctx, tx, a, store.EventAppointmentRescheduled,
-				map[string]string{"previous_starts_at": a.StartsAt.UTC().Format(time.RFC3339)})
-		})
-		if err != nil {
+		if err := p.move(ctx, r, a, start); err != nil {
 			p.fail(w, t.lang, err)
 			return
 		}
@@ -301,6 +311,53 @@ func (p *ActionPages) act(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.fail(w, t.lang, ErrActionToken)
 	}
+}
+
+// patientActor is the patient, proven by the link sent to them.
+func patientActor(r *http.Request, a store.AppointmentNotice) audit.Actor {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	return audit.Actor{ID: a.PatientID, Role: "patient", IP: ip}
+}
+
+// cancel cancels a for its patient.
+func (p *ActionPages) cancel(ctx context.Context, r *http.Request, a store.AppointmentNotice) error {
+	if p.Booking != nil {
+		_, err := p.Booking.Cancel(ctx, patientActor(r, a), a.ID, "")
+		return err
+	}
+	return p.db.Tx(ctx, func(tx pgx.Tx) error {
+		if err := store.TransitionAppointment(ctx, tx, a.ID, store.UpcomingStatuses, store.StatusCancelled,
+			a.PatientID, "cancelled from an email link"); err != nil {
+			return err
+		}
+		if err := enqueueBoth(ctx, tx, a, store.EventAppointmentCancelled, map[string]string{"cancelled_by": "patient"}); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Actor: patientActor(r, a), Action: "write", ObjectType: "appointment",
+			ObjectID: a.ID, SubjectID: a.PatientID, Outcome: audit.OK, Detail: "cancel from email link"})
+	})
+}
+
+// move moves a to start for its patient.
+func (p *ActionPages) move(ctx context.Context, r *http.Request, a store.AppointmentNotice, start time.Time) error {
+	if p.Booking != nil {
+		_, err := p.Booking.Reschedule(ctx, patientActor(r, a), a.ID, start)
+		return err
+	}
+	return p.db.Tx(ctx, func(tx pgx.Tx) error {
+		if err := store.MoveAppointment(ctx, tx, a.ID, start, start.Add(a.EndsAt.Sub(a.StartsAt)), a.PatientID); err != nil {
+			return err
+		}
+		if err := enqueueBoth(ctx, tx, a, store.EventAppointmentRescheduled,
+			map[string]string{"old_start": a.StartsAt.UTC().Format(time.RFC3339)}); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{Actor: patientActor(r, a), Action: "write", ObjectType: "appointment",
+			ObjectID: a.ID, SubjectID: a.PatientID, Outcome: audit.OK, Detail: "reschedule from email link"})
+	})
 }
 
 // enqueueBoth tells the patient and the practitioner.

@@ -272,9 +272,13 @@ func (w *Worker) deliver(ctx context.Context, d store.OutboxDelivery) store.Outb
 		}
 		return o
 	}
-	in, skip, err := w.load(ctx, d, now)
+	in, skip, wait, err := w.load(ctx, d, now)
 	if err != nil {
 		return fail(err)
+	}
+	if wait > 0 {
+		return store.OutboxOutcome{Status: store.MessagePending, NextAttemptAt: now.Add(wait), Postponed: true,
+			LastError: "waiting for the payment to confirm the appointment"}
 	}
 	if skip != "" {
 		return store.OutboxOutcome{Status: store.MessageCancelled, At: now, LastError: skip}
@@ -331,27 +335,32 @@ func (w *Worker) deliver(ctx context.Context, d store.OutboxDelivery) store.Outb
 	return out
 }
 
+// paymentWait is how long a confirmation waits before looking again at
+// an appointment that awaits payment.
+const paymentWait = time.Minute
+
 // load reads what the message is made of, at send time. A non-empty skip
-// says why the message is no longer relevant and must not be sent.
-func (w *Worker) load(ctx context.Context, d store.OutboxDelivery, now time.Time) (in renderInput, skip string, err error) {
+// says why the message is no longer relevant and must not be sent; a
+// non-zero wait, that it is not due yet.
+func (w *Worker) load(ctx context.Context, d store.OutboxDelivery, now time.Time) (in renderInput, skip string, wait time.Duration, err error) {
 	in = renderInput{Kind: d.Kind, Data: d.Data, RxID: d.PrescriptionID, Now: now}
 	in.Recipient, err = store.GetRecipient(ctx, w.db.Pool, d.RecipientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return in, "recipient account deleted", nil
+		return in, "recipient account deleted", 0, nil
 	}
 	if err != nil {
-		return in, "", err
+		return in, "", 0, err
 	}
 	if in.Recipient.Erased {
-		return in, "recipient account erased", nil
+		return in, "recipient account erased", 0, nil
 	}
 	if d.AppointmentID != "" {
 		a, err := store.GetAppointmentNotice(ctx, w.db.Pool, d.AppointmentID)
 		if errors.Is(err, store.ErrNotFound) {
-			return in, "appointment deleted", nil
+			return in, "appointment deleted", 0, nil
 		}
 		if err != nil {
-			return in, "", err
+			return in, "", 0, err
 		}
 		in.Appt = &a
 		switch d.Kind {
@@ -360,31 +369,37 @@ func (w *Worker) load(ctx context.Context, d store.OutboxDelivery, now time.Time
 			// or not: only a still-confirmed appointment at the same time,
 			// still to come, is reminded.
 			if a.Status != store.StatusConfirmed {
-				return in, "appointment no longer confirmed", nil
+				return in, "appointment no longer confirmed", 0, nil
 			}
 			if s, err := time.Parse(time.RFC3339, d.Data["starts_at"]); err != nil || !s.Equal(a.StartsAt) {
-				return in, "appointment moved", nil
+				return in, "appointment moved", 0, nil
 			}
 			if !a.StartsAt.After(now) {
-				return in, "appointment already started", nil
+				return in, "appointment already started", 0, nil
 			}
 		case store.EventAppointmentBooked, store.EventAppointmentDelayed, store.EventPaymentActionRequired:
 			if a.Status == store.StatusCancelled || a.Status == store.StatusExpired {
-				return in, "appointment no longer booked", nil
+				return in, "appointment no longer booked", 0, nil
+			}
+			// A booking is confirmed once paid: until then (or until the
+			// hold lapses and the appointment expires) its confirmation
+			// waits.
+			if d.Kind == store.EventAppointmentBooked && a.Status == store.StatusPendingPayment {
+				return in, "", paymentWait, nil
 			}
 		}
 	}
 	if d.Kind == store.EventWaitlistOffer {
 		dr, err := store.GetPractitionerNotice(ctx, w.db.Pool, d.Data["practitioner_id"])
 		if errors.Is(err, store.ErrNotFound) {
-			return in, "practitioner not found", nil
+			return in, "practitioner not found", 0, nil
 		}
 		if err != nil {
-			return in, "", err
+			return in, "", 0, err
 		}
 		in.Dr = &dr
 	}
-	return in, "", nil
+	return in, "", 0, nil
 }
 
 // email cuts a rendered message into an Email for r.

@@ -153,7 +153,7 @@ func TestCancelledAppointmentSendsNoLaterReminder(t *testing.T) {
 				return err
 			}
 			return store.Enqueue(context.Background(), tx, store.OutboxEvent{Kind: store.EventAppointmentCancelled,
-				RecipientID: f.patient, AppointmentID: appt, Data: map[string]string{"by": "patient"}})
+				RecipientID: f.patient, AppointmentID: appt, Data: map[string]string{"cancelled_by": "patient"}})
 		})
 		if err != nil {
 			t.Fatal(err)

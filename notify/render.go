@@ -77,6 +77,8 @@ type texts struct {
 	joinLink         string
 	offer, offerSubj string // offer: doctor, when; offerSubj: when, doctor
 	offerLink        string
+	offerUntil       string // when
+	payBy            string // when
 	rxReady, rxSubj  string
 	rxLink           string
 	resetSubj, reset string
@@ -94,13 +96,14 @@ type texts struct {
 
 var wording = map[string]texts{
 	"en": {
-		greeting:       "Hello %s,",
-		footer:         "You receive this message because you have an account on %s. Choose your notification channels in your account settings.",
-		yourAppt:       "your appointment on %s with %s",
-		apptWith:       "the appointment on %s with %s",
-		booked:         "Your appointment is confirmed: %s with %s.",
-		bookedDr:       "New booking: %s with %s.",
-		cancelledBy:    map[string]string{"patient": "It was cancelled by the patient.", "practitioner": "It was cancelled by the practitioner."},
+		greeting: "Hello %s,",
+		footer:   "You receive this message because you have an account on %s. Choose your notification channels in your account settings.",
+		yourAppt: "your appointment on %s with %s",
+		apptWith: "the appointment on %s with %s",
+		booked:   "Your appointment is confirmed: %s with %s.",
+		bookedDr: "New booking: %s with %s.",
+		cancelledBy: map[string]string{"patient": "It was cancelled by the patient.", "practitioner": "It was cancelled by the practitioner.",
+			"payment": "It was cancelled because the payment was not completed."},
 		cancelled:      "This appointment is cancelled: %s.",
 		moved:          "Your appointment has moved. New time: %s with %s.",
 		movedFrom:      "It was planned on %s.",
@@ -116,6 +119,8 @@ var wording = map[string]texts{
 		offer:          "A slot has become available with %s on %s. It is kept for you for a short time.",
 		offerSubj:      "A slot is available on %s with %s",
 		offerLink:      "Book this slot",
+		offerUntil:     "This offer is yours until %s.",
+		payBy:          "Please do it before %s.",
 		rxReady:        "A new prescription is available in your account.",
 		rxSubj:         "A new document is available in your account",
 		rxLink:         "Open my prescriptions",
@@ -134,13 +139,14 @@ var wording = map[string]texts{
 		smsJoin:        "Join: %s",
 	},
 	"fr": {
-		greeting:       "Bonjour %s,",
-		footer:         "Vous recevez ce message car vous avez un compte sur %s. Choisissez vos canaux de notification dans les réglages de votre compte.",
-		yourAppt:       "votre rendez-vous du %s avec %s",
-		apptWith:       "le rendez-vous du %s avec %s",
-		booked:         "Votre rendez-vous est confirmé : %s avec %s.",
-		bookedDr:       "Nouvelle réservation : %s avec %s.",
-		cancelledBy:    map[string]string{"patient": "Il a été annulé par le patient.", "practitioner": "Il a été annulé par le praticien."},
+		greeting: "Bonjour %s,",
+		footer:   "Vous recevez ce message car vous avez un compte sur %s. Choisissez vos canaux de notification dans les réglages de votre compte.",
+		yourAppt: "votre rendez-vous du %s avec %s",
+		apptWith: "le rendez-vous du %s avec %s",
+		booked:   "Votre rendez-vous est confirmé : %s avec %s.",
+		bookedDr: "Nouvelle réservation : %s avec %s.",
+		cancelledBy: map[string]string{"patient": "Il a été annulé par le patient.", "practitioner": "Il a été annulé par le praticien.",
+			"payment": "Il a été annulé car le paiement n'a pas été finalisé."},
 		cancelled:      "Ce rendez-vous est annulé : %s.",
 		moved:          "Votre rendez-vous a été déplacé. Nouvel horaire : %s avec %s.",
 		movedFrom:      "Il était prévu le %s.",
@@ -156,6 +162,8 @@ var wording = map[string]texts{
 		offer:          "Un créneau s'est libéré avec %s le %s. Il vous est réservé pour peu de temps.",
 		offerSubj:      "Un créneau est disponible le %s avec %s",
 		offerLink:      "Réserver ce créneau",
+		offerUntil:     "Cette offre vous est réservée jusqu'au %s.",
+		payBy:          "Merci de le faire avant le %s.",
 		rxReady:        "Une nouvelle ordonnance est disponible dans votre compte.",
 		rxSubj:         "Un nouveau document est disponible dans votre compte",
 		rxLink:         "Voir mes ordonnances",
@@ -212,6 +220,15 @@ func (l linker) action(purpose, apptID string, expires time.Time) (string, error
 		return "", err
 	}
 	return l.base + "/a/" + tok, nil
+}
+
+// secretURL returns u, a link that is itself a credential, or a redacted
+// stand-in.
+func (l linker) secretURL(u string) string {
+	if l.redact {
+		return redacted
+	}
+	return u
 }
 
 func (l linker) secretParam(path, name, value string) string {
@@ -319,7 +336,11 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		case store.EventAppointmentCancelled:
 			m.Subject = fmt.Sprintf(w.subjCancelled, phrase)
 			m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.cancelled, phrase))
-			if by := w.cancelledBy[in.Data["by"]]; by != "" {
+			by := in.Data["cancelled_by"]
+			if by == "" {
+				by = in.Data["by"]
+			}
+			if by := w.cancelledBy[by]; by != "" {
 				m.Paragraphs = append(m.Paragraphs, by)
 			}
 			if isDr {
@@ -332,7 +353,7 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		case store.EventAppointmentRescheduled:
 			m.Subject = fmt.Sprintf(w.subjMoved, phrase)
 			m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.moved, at, other))
-			if prev, err := time.Parse(time.RFC3339, in.Data["previous_starts_at"]); err == nil {
+			if prev, err := time.Parse(time.RFC3339, in.Data["old_start"]); err == nil {
 				m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.movedFrom, when(lang, prev, loc)))
 			}
 			where()
@@ -366,12 +387,17 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		case store.EventPaymentActionRequired:
 			m.Subject = fmt.Sprintf(w.paySubj, at, doctor(a.PractitionerName))
 			m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.pay, at, doctor(a.PractitionerName)))
-			path := in.Data["path"]
-			if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
-				path = "/appointments/" + a.ID
+			target := l.url("/appointments/" + a.ID)
+			if u := in.Data["url"]; strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
+				// The payment page URL is a bearer link: redacted in the
+				// stored copy like a token.
+				target = l.secretURL(u)
 			}
-			m.Links = append(m.Links, link{w.payLink, l.url(path)})
-			m.SMS = m.Subject + ": " + l.url(path)
+			if d, err := time.Parse(time.RFC3339, in.Data["deadline"]); err == nil {
+				m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.payBy, when(lang, d, loc)))
+			}
+			m.Links = append(m.Links, link{w.payLink, target})
+			m.SMS = m.Subject + ": " + target
 		default:
 			return m, fmt.Errorf("%w: kind %q", ErrUnrenderable, in.Kind)
 		}
@@ -383,11 +409,12 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		if in.Dr == nil {
 			return m, fmt.Errorf("%w: offer without practitioner", ErrUnrenderable)
 		}
-		start, err := time.Parse(time.RFC3339, in.Data["starts_at"])
+		start, err := time.Parse(time.RFC3339, in.Data["start"])
 		if err != nil {
 			return m, fmt.Errorf("%w: offer without start", ErrUnrenderable)
 		}
-		at := when(lang, start, loadLocation(in.Dr.TimeZone))
+		loc := loadLocation(in.Dr.TimeZone)
+		at := when(lang, start, loc)
 		dr := doctor(in.Dr.Name)
 		path := in.Data["path"]
 		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
@@ -395,6 +422,9 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		}
 		m.Subject = fmt.Sprintf(w.offerSubj, at, dr)
 		m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.offer, dr, at))
+		if exp, err := time.Parse(time.RFC3339, in.Data["expires_at"]); err == nil {
+			m.Paragraphs = append(m.Paragraphs, fmt.Sprintf(w.offerUntil, when(lang, exp, loc)))
+		}
 		m.Links = append(m.Links, link{w.offerLink, l.url(path)})
 		m.SMS = m.Subject + ": " + l.url(path)
 	case store.EventPrescriptionReady:

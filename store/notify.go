@@ -83,6 +83,9 @@ type OutboxOutcome struct {
 	NextAttemptAt time.Time // for MessagePending
 	LastError     string    // short, without addresses or message content
 	Subject, Body string    // as rendered, secret links redacted; empty keeps the stored ones
+	// Postponed, with MessagePending, says the message was not due after
+	// all (it waits for something else): the attempt is not counted.
+	Postponed bool
 }
 
 // SettleOutbox records the outcome of a delivery claimed under claimID.
@@ -103,9 +106,10 @@ func SettleOutbox(ctx context.Context, q Q, id, claimID string, o OutboxOutcome)
 		SET status = $3, sent_at = $4, next_attempt_at = $5, last_error = $6,
 		    subject = CASE WHEN $7 = '' THEN subject ELSE $7 END,
 		    body = CASE WHEN $8 = '' THEN body ELSE $8 END,
+		    attempts = attempts - CASE WHEN $9 THEN 1 ELSE 0 END,
 		    claim_id = NULL, claimed_until = NULL, updated_at = now()
 		WHERE id = $1 AND claim_id = $2 AND status = 'sending'`,
-		id, claimID, o.Status, sentAt, next, o.LastError, o.Subject, o.Body)
+		id, claimID, o.Status, sentAt, next, o.LastError, o.Subject, o.Body, o.Postponed && o.Status == MessagePending)
 	if err != nil {
 		return fmt.Errorf("store: settle outbox: %w", err)
 	}

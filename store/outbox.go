@@ -13,31 +13,35 @@ import (
 // secret (tokens): they are never logged.
 const (
 	// EventAppointmentBooked confirms a booking to the patient (with the
-	// .ics attached) or tells the practitioner about it.
+	// .ics attached) or tells the practitioner about it. While the
+	// appointment awaits payment the confirmation waits too.
 	EventAppointmentBooked = "appointment.booked"
 	// EventAppointmentCancelled tells a patient or practitioner that an
-	// appointment is cancelled. Data: "by" = "patient" or "practitioner".
+	// appointment is cancelled. Data: "cancelled_by" (or "by") =
+	// "patient", "practitioner" or "payment".
 	EventAppointmentCancelled = "appointment.cancelled"
 	// EventAppointmentRescheduled tells of a new time. Data (optional):
-	// "previous_starts_at" (RFC 3339).
+	// "old_start" (RFC 3339).
 	EventAppointmentRescheduled = "appointment.rescheduled"
 	// EventAppointmentDelayed tells the patient the practitioner runs late.
 	// Data: "minutes".
-	EventAppointmentDelayed = "appointment.delayed"
+	EventAppointmentDelayed = "appointment.delay"
 	// EventAppointmentReminder is enqueued by the notify reminder job.
 	// Data: "reminder" (the schedule entry's name) and "starts_at" (RFC
 	// 3339, the start the reminder was scheduled for).
 	EventAppointmentReminder = "appointment.reminder"
 	// EventWaitlistOffer offers a freed slot to a patient on the waiting
-	// list. Data: "starts_at" (RFC 3339), "practitioner_id", and "path",
-	// the page (relative to the base URL) where the offer is taken.
+	// list. Data: "start" and "expires_at" (RFC 3339), "practitioner_id";
+	// optional "path", the page (relative to the base URL) where the
+	// offer is taken (default: the practitioner's page).
 	EventWaitlistOffer = "waitlist.offer"
 	// EventPrescriptionReady tells a patient a prescription is signed.
 	EventPrescriptionReady = "prescription.ready"
 	// EventPasswordReset sends a reset link. Data: "token".
 	EventPasswordReset = "password.reset"
 	// EventPaymentActionRequired asks the patient to complete a payment
-	// step (e.g. 3-D Secure) for an appointment.
+	// step (e.g. 3-D Secure) for an appointment. Data: "url", the page
+	// where they do it (treated as secret), optional "deadline" (RFC 3339).
 	EventPaymentActionRequired = "payment.action_required"
 )
 
