@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/jackc/pgx/v5"
+
 	"teleconsult/audit"
 	"teleconsult/problem"
 	"teleconsult/store"
@@ -22,6 +24,7 @@ var outboxStatuses = map[string]bool{
 // account's choice of notification channels.
 func (a *API) notifyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/admin/outbox", a.adminOutbox)
+	mux.HandleFunc("POST /api/v1/admin/outbox/{id}/retry", a.adminRetryOutbox)
 	mux.HandleFunc("GET /api/v1/account/notifications", a.getNotificationPrefs)
 	mux.HandleFunc("PUT /api/v1/account/notifications", a.putNotificationPrefs)
 }
@@ -65,6 +68,28 @@ func (a *API) adminOutbox(w http.ResponseWriter, r *http.Request) {
 		msgs = []store.OutboxMessage{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+}
+
+// adminRetryOutbox puts a failed or held message back in the queue with
+// fresh attempts, e.g. after the SMTP settings were fixed.
+func (a *API) adminRetryOutbox(w http.ResponseWriter, r *http.Request) {
+	if _, err := a.accountWithRole(r, "admin"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	err := a.DB.Tx(r.Context(), func(tx pgx.Tx) error {
+		if err := store.RetryOutbox(r.Context(), tx, id); err != nil {
+			return err
+		}
+		return audit.Record(r.Context(), tx, audit.Entry{Actor: a.actor(r), Action: "write",
+			ObjectType: "outbox", ObjectID: id, Detail: "retry"})
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) getNotificationPrefs(w http.ResponseWriter, r *http.Request) {

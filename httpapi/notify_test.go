@@ -49,6 +49,24 @@ func TestAdminOutbox(t *testing.T) {
 		t.Error("the listing shows the reset token")
 	}
 
+	// An admin puts the held message back in the queue; a second retry
+	// finds it pending.
+	if resp, b := admin.do("POST", "/api/v1/admin/outbox/"+m.ID+"/retry", nil); resp.StatusCode != 204 {
+		t.Fatalf("retry: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := admin.do("POST", "/api/v1/admin/outbox/"+m.ID+"/retry", nil); resp.StatusCode != 409 || errorCode(b) != "outbox_wrong_status" {
+		t.Errorf("second retry: %d %s", resp.StatusCode, b)
+	}
+	if resp, _ := patient.do("POST", "/api/v1/admin/outbox/"+m.ID+"/retry", nil); resp.StatusCode != 404 {
+		t.Errorf("patient retry: %d", resp.StatusCode)
+	}
+	if resp, _ := admin.do("POST", "/api/v1/admin/outbox/not-an-id/retry", nil); resp.StatusCode != 404 {
+		t.Errorf("retry of a bad id: %d", resp.StatusCode)
+	}
+	if n, err := w.DeliverDue(ctx); err != nil || n != 1 {
+		t.Fatalf("deliver after retry: %d, %v", n, err)
+	}
+
 	tests := []struct {
 		name   string
 		c      *client

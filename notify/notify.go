@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/mail"
 	"regexp"
 	"strings"
 	"time"
@@ -152,6 +153,14 @@ func NewWorker(db *store.DB, cfg Config, now func() time.Time) (*Worker, error) 
 	}
 	if w.mailer != nil && cfg.MailFrom == "" {
 		return nil, ErrConfig.With("notify: MAIL_FROM is required with SMTP_URL")
+	}
+	if cfg.MailFrom != "" {
+		from, err := mail.ParseAddress(cfg.MailFrom)
+		if err != nil {
+			return nil, ErrConfig.With(`notify: MAIL_FROM must be an address such as "Teleconsult <noreply@example.org>"`)
+		}
+		// Re-rendered so that a non-ASCII display name is encoded.
+		w.cfg.MailFrom = from.String()
 	}
 	if w.sms == nil {
 		set := 0
@@ -410,7 +419,7 @@ func (w *Worker) email(d store.OutboxDelivery, r store.Recipient, m message, now
 	}
 	e := Email{
 		From:      w.cfg.MailFrom,
-		To:        r.Email,
+		To:        (&mail.Address{Name: r.Name, Address: r.Email}).String(),
 		Subject:   m.Subject,
 		Text:      m.text(),
 		HTML:      html,

@@ -154,3 +154,22 @@ func TestMaskAddresses(t *testing.T) {
 		t.Errorf("masked too much: %q", got)
 	}
 }
+
+// FuzzVerifyActionToken feeds the link verifier what anyone can put in a
+// URL: it must never panic, and must accept nothing it did not sign.
+func FuzzVerifyActionToken(f *testing.F) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	good, _ := SignActionToken(testKey, PurposeCancel, "5f1969f1-19e9-4bfb-8a2c-000000000001", now.Add(time.Hour))
+	f.Add(good)
+	f.Add("")
+	f.Add(strings.Repeat("A", 55))
+	f.Add(good[:40] + "====")
+	f.Fuzz(func(t *testing.T, token string) {
+		for _, purpose := range []string{PurposeCancel, PurposeReschedule, TokenPurpose(token)} {
+			id, err := VerifyActionToken(testKey, token, purpose, now)
+			if err == nil && (token != good || purpose != PurposeCancel) {
+				t.Fatalf("accepted %q for %s (appointment %s)", token, purpose, id)
+			}
+		}
+	})
+}

@@ -322,3 +322,32 @@ func GetPractitionerNotice(ctx context.Context, q Q, id string) (PractitionerNot
 	}
 	return n, nil
 }
+
+// RetryOutbox puts a failed or held delivery back in the queue with a
+// fresh set of attempts (an admin's decision, once the cause is fixed).
+// Any other status is ErrWrongOutboxStatus.
+func RetryOutbox(ctx context.Context, q Q, id string) error {
+	if !IsUUID(id) {
+		return ErrNotFound.With("message not found")
+	}
+	var status string
+	err := q.QueryRow(ctx, `
+		WITH old AS (SELECT id, status FROM outbox_messages WHERE id = $1 FOR UPDATE)
+		UPDATE outbox_messages m SET status = 'pending', attempts = 0, next_attempt_at = NULL,
+		       last_error = '', updated_at = now()
+		FROM old WHERE m.id = old.id AND old.status IN ('failed', 'held')
+		RETURNING old.status`, id).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if err := q.QueryRow(ctx, `SELECT status FROM outbox_messages WHERE id = $1`, id).Scan(&status); err != nil {
+			return notFound(err, "message")
+		}
+		return ErrWrongOutboxStatus.Withf("this message is %s; only failed or held messages can be retried", status)
+	}
+	if err != nil {
+		return fmt.Errorf("store: retry outbox: %w", err)
+	}
+	return nil
+}
+
+// ErrWrongOutboxStatus is a retry of a message that is not failed or held.
+var ErrWrongOutboxStatus = problem.New(problem.Conflict, "outbox_wrong_status", "only failed or held messages can be retried")
