@@ -1,0 +1,75 @@
+// admin.js: the operator's page: create practitioners and pharmacies, and
+// watch the outbox of messages, failed payments and webhooks. A section
+// whose API route the server does not serve stays hidden.
+
+import { api, list, session, ApiError } from './api.js';
+import { t, fmtDateTime, fmtMoney } from './i18n.js';
+import { fillSpecialties } from './specialties.js';
+import { $, el, show, busy } from './ui.js';
+
+async function fetchOrNull(path) {
+  try {
+    return await api(path);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+// served reports whether a POST-only route exists (405 to a GET).
+async function served(path) {
+  try { await api(path); return true; } catch (e) { return e instanceof ApiError && e.status === 405; }
+}
+
+function rows(tbody, items, cells) {
+  tbody.replaceChildren(...(items.length ? items.map((it) => el('tr', {}, cells(it).map((c) => el('td', {}, c ?? ''))))
+    : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, t('admin.nothing')))]));
+}
+
+const when = (x) => (x ? fmtDateTime(x) : '');
+
+async function tables() {
+  const outbox = await fetchOrNull('/admin/outbox');
+  if (outbox) {
+    $('#outbox').hidden = false;
+    rows($('#outbox-rows'), list(outbox, 'messages'), (m) => [when(m.created_at), m.kind || m.template, m.channel, m.status, m.attempts, m.last_error || m.error]);
+  }
+  const payments = await fetchOrNull('/admin/payments?status=failed');
+  if (payments) {
+    $('#payments').hidden = false;
+    rows($('#payments-rows'), list(payments, 'payments'), (p) => [when(p.created_at), p.appointment_id, fmtMoney(p.amount_cents, p.currency), p.status, p.last_error || p.error]);
+  }
+  const hooks = await fetchOrNull('/admin/webhooks?status=failed');
+  if (hooks) {
+    $('#webhooks').hidden = false;
+    rows($('#webhooks-rows'), list(hooks, 'webhooks'), (w) => [when(w.received_at || w.created_at), w.event_id || w.id, w.type, w.status, w.last_error || w.error]);
+  }
+}
+
+function creator(formSel, msgSel, path, fields) {
+  const f = $(formSel);
+  f.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    busy(f.querySelector('button[type=submit]'), $(msgSel), async () => {
+      const body = Object.fromEntries(fields.map((k) => [k, f[k].value.trim()]));
+      if (body.password !== undefined) body.password = f.password.value;
+      await api(path, { method: 'POST', body });
+      f.reset();
+      show($(msgSel), 'ok', t('admin.created.ok'));
+    });
+  });
+}
+
+(async () => {
+  await session(['admin']);
+  if (await served('/admin/practitioners')) {
+    $('#new-practitioner').hidden = false;
+    fillSpecialties($('#p-specialty'));
+    creator('#practitioner-form', '#practitioner-msg', '/admin/practitioners', ['name', 'email', 'password', 'specialty', 'rpps', 'address', 'postcode', 'city']);
+  }
+  if (await served('/admin/pharmacies')) {
+    $('#new-pharmacy').hidden = false;
+    creator('#pharmacy-form', '#pharmacy-msg', '/admin/pharmacies', ['name', 'address', 'postcode', 'city', 'phone']);
+  }
+  await tables();
+})().catch((e) => show($('#msg'), 'error', e.message));

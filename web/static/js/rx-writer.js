@@ -1,0 +1,72 @@
+// rx-writer.js: the practitioner writes a prescription during the call,
+// saves it as a draft, previews the PDF, then signs it; once signed the
+// patient finds it in their prescriptions.
+
+import { api } from './api.js';
+import { t } from './i18n.js';
+import { $, el, show, busy } from './ui.js';
+
+let draft = null;
+let count = 0;
+
+function itemFields() {
+  count++;
+  const n = count;
+  const f = (name, label, attrs = {}) => el('div', { class: 'field' },
+    el('label', { for: `rx-${name}-${n}` }, label), el('input', { id: `rx-${name}-${n}`, name, ...attrs }));
+  const remove = el('button', { type: 'button', class: 'link' }, t('rxwrite.removeitem'));
+  const box = el('fieldset', { class: 'rx-item' },
+    el('legend', {}, t('rxwrite.item', { n })),
+    f('drug', t('rxwrite.drug'), { required: true, maxlength: '500' }),
+    el('div', { class: 'grid2' },
+      f('strength', t('rxwrite.strength'), { maxlength: '500' }),
+      f('form', t('rxwrite.form'), { maxlength: '500' })),
+    f('dosage', t('rxwrite.dosage'), { required: true, maxlength: '500' }),
+    el('div', { class: 'grid2' },
+      f('duration_days', t('rxwrite.duration'), { type: 'number', min: '0', max: '366', value: '0' }),
+      f('quantity', t('rxwrite.quantity'), { type: 'number', min: '0', max: '99', value: '1' }),
+      f('renewals', t('rxwrite.renewals'), { type: 'number', min: '0', max: '11', value: '0' })),
+    el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'substitutable', checked: true }), t('rxwrite.substitutable')),
+    remove);
+  remove.addEventListener('click', () => { box.remove(); });
+  return box;
+}
+
+function content() {
+  const items = [...$('#rx-items').querySelectorAll('.rx-item')].map((box) => {
+    const v = (name) => box.querySelector(`[name=${name}]`);
+    return {
+      drug: v('drug').value.trim(), strength: v('strength').value.trim(), form: v('form').value.trim(),
+      dosage: v('dosage').value.trim(), duration_days: Number(v('duration_days').value || 0),
+      quantity: Number(v('quantity').value || 0), renewals: Number(v('renewals').value || 0),
+      substitutable: v('substitutable').checked,
+    };
+  });
+  return { items, instructions: $('#rx-instructions').value.trim() };
+}
+
+/** setupPrescription prepares the prescription form of appointment id. */
+export function setupPrescription(appointmentID) {
+  $('#rx-items').append(itemFields());
+  $('#rx-add').addEventListener('click', () => $('#rx-items').append(itemFields()));
+  $('#rx-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    busy($('#rx-preview'), $('#rx-msg'), async () => {
+      draft = draft
+        ? await api('/prescriptions/' + encodeURIComponent(draft.id), { method: 'PUT', body: content() })
+        : await api('/appointments/' + encodeURIComponent(appointmentID) + '/prescriptions', { method: 'POST', body: content() });
+      const pdf = $('#rx-pdf');
+      pdf.href = '/api/v1/prescriptions/' + encodeURIComponent(draft.id) + '/pdf';
+      pdf.hidden = false;
+      $('#rx-sign').hidden = false;
+    });
+  });
+  $('#rx-sign').addEventListener('click', (ev) => busy(ev.target, $('#rx-msg'), async () => {
+    const signed = await api('/prescriptions/' + encodeURIComponent(draft.id) + '/sign', { method: 'POST' });
+    show($('#rx-status'), 'ok', t('rxwrite.signed', { n: signed.number || '' }));
+    $('#rx-sign').hidden = true;
+    $('#rx-preview').hidden = true;
+    for (const input of $('#rx-form').querySelectorAll('input, textarea, button')) if (input.id !== 'rx-pdf') input.disabled = true;
+    $('#rx-pdf').href = '/api/v1/prescriptions/' + encodeURIComponent(signed.id) + '/pdf';
+  }));
+}
