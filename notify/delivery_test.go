@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -320,5 +321,43 @@ func TestEnqueueRollsBackWithItsTransaction(t *testing.T) {
 	}
 	if n := len(outbox(t, db, "")); n != 0 {
 		t.Errorf("%d deliveries survived a rolled-back transaction", n)
+	}
+}
+
+// TestRunDeliversAndReminds runs the worker loop as a node does, on the
+// real clock: a new booking's confirmation and a due reminder go out
+// without anyone calling DeliverDue.
+func TestRunDeliversAndReminds(t *testing.T) {
+	db := storetest.New(t)
+	srv := startSMTP(t, smtpOptions{})
+	w, err := NewWorker(db, Config{BaseURL: "https://rdv.example.org", TokenKey: testKey, MailFrom: "noreply@rdv.example.org",
+		SMTPURL: srv.url(), PollInterval: 20 * time.Millisecond, ReminderInterval: 20 * time.Millisecond}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	f := newFixture(t, db, fixtureOptions{})
+	start := time.Now().Add(23 * time.Hour).Truncate(time.Minute)
+	f.book(t, start, time.Now().Add(-48*time.Hour))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(srv.messages()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var subjects []string
+	for _, m := range srv.messages() {
+		subjects = append(subjects, parseMail(t, m.Data).Subject)
+	}
+	slices.Sort(subjects)
+	if len(subjects) != 2 || !strings.HasPrefix(subjects[0], "Rappel : votre rendez-vous du") || !strings.HasPrefix(subjects[1], "Votre rendez-vous du") {
+		t.Errorf("subjects %q, want the confirmation and the day-before reminder", subjects)
 	}
 }

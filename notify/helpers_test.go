@@ -89,7 +89,7 @@ type smtpServer struct {
 	attempts int
 }
 
-func startSMTP(t *testing.T, opts smtpOptions) *smtpServer {
+func startSMTP(t testing.TB, opts smtpOptions) *smtpServer {
 	t.Helper()
 	s := &smtpServer{opts: opts}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -198,7 +198,7 @@ func (s *smtpSession) Reset()        { s.from, s.to = "", nil }
 func (s *smtpSession) Logout() error { return nil }
 
 // selfSigned makes a certificate for 127.0.0.1 and the pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -243,7 +243,7 @@ type attachment struct {
 	Data        []byte
 }
 
-func parseMail(t *testing.T, data []byte) parsedMail {
+func parseMail(t testing.TB, data []byte) parsedMail {
 	t.Helper()
 	msg, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
@@ -332,7 +332,7 @@ var accountSeq struct {
 	n int
 }
 
-func newAccount(t *testing.T, db *store.DB, role, name, lang, phone string) (id, email string) {
+func newAccount(t testing.TB, db *store.DB, role, name, lang, phone string) (id, email string) {
 	t.Helper()
 	accountSeq.Lock()
 	accountSeq.n++
@@ -349,7 +349,7 @@ func newAccount(t *testing.T, db *store.DB, role, name, lang, phone string) (id,
 
 func itoa(n int) string { return big.NewInt(int64(n)).String() }
 
-func newFixture(t *testing.T, db *store.DB, o fixtureOptions) fixture {
+func newFixture(t testing.TB, db *store.DB, o fixtureOptions) fixture {
 	t.Helper()
 	if o.lang == "" {
 		o.lang = "fr"
@@ -379,7 +379,7 @@ func newFixture(t *testing.T, db *store.DB, o fixtureOptions) fixture {
 
 // book inserts a confirmed appointment starting at start, booked at
 // bookedAt, and enqueues its confirmation in the same transaction.
-func (f fixture) book(t *testing.T, start, bookedAt time.Time) string {
+func (f fixture) book(t testing.TB, start, bookedAt time.Time) string {
 	t.Helper()
 	var id, mode string
 	err := f.db.Tx(context.Background(), func(tx pgxTx) error {
@@ -402,7 +402,7 @@ func (f fixture) book(t *testing.T, start, bookedAt time.Time) string {
 	return id
 }
 
-func (f fixture) status(t *testing.T, apptID string) string {
+func (f fixture) status(t testing.TB, apptID string) string {
 	t.Helper()
 	var s string
 	if err := f.db.Pool.QueryRow(context.Background(), `SELECT status FROM appointments WHERE id = $1`, apptID).Scan(&s); err != nil {
@@ -412,7 +412,7 @@ func (f fixture) status(t *testing.T, apptID string) string {
 }
 
 // outbox returns the deliveries of kind (all kinds if ""), oldest first.
-func outbox(t *testing.T, db *store.DB, kind string) []store.OutboxMessage {
+func outbox(t testing.TB, db *store.DB, kind string) []store.OutboxMessage {
 	t.Helper()
 	ms, err := store.ListOutbox(context.Background(), db.Pool, "", 1000)
 	if err != nil {
@@ -428,7 +428,7 @@ func outbox(t *testing.T, db *store.DB, kind string) []store.OutboxMessage {
 }
 
 // drain delivers until nothing is due.
-func drain(t *testing.T, w *Worker) int {
+func drain(t testing.TB, w *Worker) int {
 	t.Helper()
 	total := 0
 	for {
@@ -443,7 +443,7 @@ func drain(t *testing.T, w *Worker) int {
 	}
 }
 
-func newWorker(t *testing.T, db *store.DB, cfg Config, c *clock) *Worker {
+func newWorker(t testing.TB, db *store.DB, cfg Config, c *clock) *Worker {
 	t.Helper()
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "https://rdv.example.org"

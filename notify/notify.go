@@ -252,8 +252,13 @@ func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
 			}
 			return len(ds), err
 		}
+		// One line per sent message is noise at volume: debug. Retries,
+		// held and cancelled messages are worth seeing; failures warn.
 		log := slog.Info
-		if out.Status == store.MessageFailed {
+		switch out.Status {
+		case store.MessageSent:
+			log = slog.Debug
+		case store.MessageFailed:
 			log = slog.Warn
 		}
 		log("notify: delivery", "message", d.ID, "kind", d.Kind, "channel", d.Channel,
@@ -474,4 +479,19 @@ func newClaimID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// EnvConfig reads the transport settings from the environment through
+// getenv (os.Getenv): SMTP_URL, MAIL_FROM, SMS_URL, SMS_ACCOUNT,
+// SMS_TOKEN and SMS_FROM. The caller adds BaseURL and TokenKey. Unset
+// variables leave the transport off: its messages are held.
+func EnvConfig(getenv func(string) string) Config {
+	return Config{
+		SMTPURL:    getenv("SMTP_URL"),
+		MailFrom:   getenv("MAIL_FROM"),
+		SMSURL:     getenv("SMS_URL"),
+		SMSAccount: getenv("SMS_ACCOUNT"),
+		SMSToken:   getenv("SMS_TOKEN"),
+		SMSFrom:    getenv("SMS_FROM"),
+	}
 }

@@ -173,3 +173,28 @@ func FuzzVerifyActionToken(f *testing.F) {
 		}
 	})
 }
+
+func TestEnvConfig(t *testing.T) {
+	env := map[string]string{"SMTP_URL": "smtps://u:p@mail.example.org", "MAIL_FROM": "Téléconsult <noreply@example.org>",
+		"SMS_URL": "https://api.twilio.com", "SMS_ACCOUNT": "AC1", "SMS_TOKEN": "tok", "SMS_FROM": "+33700000000"}
+	cfg := EnvConfig(func(k string) string { return env[k] })
+	cfg.BaseURL, cfg.TokenKey = "https://rdv.example.org", testKey
+	w, err := NewWorker(nil, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := w.mailer.(*SMTPMailer)
+	if !ok || !m.Config.ImplicitTLS || m.Config.Host != "mail.example.org" || m.Config.Port != "465" {
+		t.Errorf("mailer %+v", w.mailer)
+	}
+	if tw, ok := w.sms.(*Twilio); !ok || tw.AccountSID != "AC1" || tw.From != "+33700000000" {
+		t.Errorf("sms %+v", w.sms)
+	}
+	if w.cfg.MailFrom != "=?utf-8?q?T=C3=A9l=C3=A9consult?= <noreply@example.org>" {
+		t.Errorf("From header %q", w.cfg.MailFrom)
+	}
+	empty, err := NewWorker(nil, Config{BaseURL: "http://localhost:8080", TokenKey: testKey}, nil)
+	if err != nil || empty.mailer != nil || empty.sms != nil {
+		t.Errorf("an empty environment must hold everything: %v", err)
+	}
+}
