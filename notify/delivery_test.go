@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"teleconsult/store"
 	"teleconsult/store/storetest"
@@ -292,6 +293,7 @@ func TestChannelPreferences(t *testing.T) {
 					got = append(got, m.Channel)
 				}
 			}
+			slices.Sort(got)
 			if strings.Join(got, ",") != tt.want {
 				t.Errorf("channels %v, want %q", got, tt.want)
 			}
@@ -359,5 +361,122 @@ func TestRunDeliversAndReminds(t *testing.T) {
 	slices.Sort(subjects)
 	if len(subjects) != 2 || !strings.HasPrefix(subjects[0], "Rappel : votre rendez-vous du") || !strings.HasPrefix(subjects[1], "Votre rendez-vous du") {
 		t.Errorf("subjects %q, want the confirmation and the day-before reminder", subjects)
+	}
+}
+
+// slowMailer records emails and takes advance of the fake clock per send.
+type slowMailer struct {
+	c       *clock
+	advance time.Duration
+	mu      sync.Mutex
+	sent    []Email
+}
+
+func (m *slowMailer) SendEmail(_ context.Context, e Email) error {
+	m.c.Advance(m.advance)
+	m.mu.Lock()
+	m.sent = append(m.sent, e)
+	m.mu.Unlock()
+	return nil
+}
+
+func TestSlowBatchHandsBackItsTail(t *testing.T) {
+	db := storetest.New(t)
+	c := newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	m := &slowMailer{c: c, advance: 45 * time.Second}
+	w := newWorker(t, db, Config{Mailer: m, Lease: time.Minute, Batch: 3}, c)
+	f := newFixture(t, db, fixtureOptions{})
+	for i := range 3 {
+		f.book(t, march3.Add(time.Duration(i)*time.Hour), c.Now())
+	}
+	// Each send takes 45s of a 60s lease: one send per claim, the rest
+	// handed back at once rather than left to their lease.
+	rounds := 0
+	for {
+		n, err := w.DeliverDue(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		rounds++
+	}
+	if len(m.sent) != 3 || rounds != 3 {
+		t.Fatalf("%d sent in %d rounds, want 3 in 3", len(m.sent), rounds)
+	}
+	for _, d := range outbox(t, db, store.EventAppointmentBooked) {
+		if d.Status != store.MessageSent || d.Attempts != 1 {
+			t.Errorf("%s after %d attempts, want sent after 1", d.Status, d.Attempts)
+		}
+	}
+}
+
+func TestPruneKeepsWhatIsNotSettled(t *testing.T) {
+	db := storetest.New(t)
+	c := newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	w := newWorker(t, db, Config{Retention: 30 * 24 * time.Hour}, c)
+	f := newFixture(t, db, fixtureOptions{})
+	old := f.book(t, march3, c.Now())
+	drain(t, w) // held: settled
+	f.book(t, march3.Add(time.Hour), c.Now())
+	// Both events are two months old; only the first is settled.
+	if _, err := db.Pool.Exec(context.Background(), `UPDATE outbox_events SET created_at = $1`, c.Now().AddDate(0, -2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.Prune(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want 1", n, err)
+	}
+	left := outbox(t, db, "")
+	if len(left) != 1 || left[0].Status != store.MessagePending {
+		t.Errorf("left %+v, want the pending message only", left)
+	}
+	var events int
+	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events WHERE appointment_id = $1`, old).Scan(&events)
+	if events != 0 {
+		t.Errorf("the settled event is still there")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	db := storetest.New(t)
+	srv := startSMTP(t, smtpOptions{failFirst: 1})
+	c := newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	w := newWorker(t, db, Config{SMTPURL: srv.url()}, c)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(w)
+	f := newFixture(t, db, fixtureOptions{phone: "+33612345678"})
+	f.book(t, march3, c.Now())
+	drain(t, w) // email: 451, will retry; SMS: held
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			if c := m.GetCounter(); c != nil {
+				got[key] = c.GetValue()
+			} else {
+				got[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{
+		"teleconsult_notify_deliveries_total channel=email outcome=pending": 1,
+		"teleconsult_notify_deliveries_total channel=sms outcome=held":      1,
+		"teleconsult_notify_outbox_messages channel=email status=pending":   1,
+		"teleconsult_notify_outbox_messages channel=email status=sending":   0,
+		"teleconsult_notify_outbox_messages channel=sms status=pending":     0,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
 	}
 }

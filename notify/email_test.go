@@ -318,7 +318,12 @@ func TestRescheduleLinkFromEmail(t *testing.T) {
 		t.Fatalf("appointment at %v (%s), want %v", a.StartsAt, a.Status, newStart)
 	}
 	drain(t, w)
-	pm := parseMail(t, srv.messages()[1].Data)
+	var pm parsedMail
+	for _, m := range srv.messages()[1:] {
+		if m.To[0] == f.patientEmail {
+			pm = parseMail(t, m.Data)
+		}
+	}
 	if pm.Subject != "Déplacé : votre rendez-vous du jeu. 5 mars à 10:30 avec Dr Martin" {
 		t.Errorf("reschedule subject %q", pm.Subject)
 	}

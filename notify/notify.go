@@ -74,6 +74,9 @@ type Config struct {
 	RetryBase        time.Duration // first retry delay, doubled each time (30s)
 	RetryMax         time.Duration // longest retry delay (1h)
 	Batch            int           // messages claimed at once (20)
+	// Retention is how long settled messages are kept for the admin page
+	// (90 days); they name people and times, so not for ever.
+	Retention time.Duration
 
 	// Mailer and SMS, when set, replace SMTPURL and the SMS settings
 	// (another transport, or a recorder in a test).
@@ -89,8 +92,9 @@ func (c *Config) defaults() {
 	}
 	def(&c.PollInterval, 2*time.Second)
 	def(&c.ReminderInterval, time.Minute)
-	// Why: a submission times out after 1 minute (SMTPMailer.Timeout); a
-	// lease twice as long means a live worker never loses its claim.
+	// Why: each send is cut off at half the lease (DeliverDue), so a live
+	// worker never loses its claim; 2 minutes gives a slow SMTP server a
+	// minute, as SMTPMailer.Timeout does.
 	def(&c.Lease, 2*time.Minute)
 	def(&c.RetryBase, 30*time.Second)
 	def(&c.RetryMax, time.Hour)
@@ -103,6 +107,7 @@ func (c *Config) defaults() {
 	if c.Batch <= 0 {
 		c.Batch = 20
 	}
+	def(&c.Retention, 90*24*time.Hour)
 	if c.Reminders == nil {
 		c.Reminders = DefaultReminders
 	}
@@ -115,11 +120,12 @@ func (c *Config) defaults() {
 // Worker delivers the outbox and schedules reminders. Run one per node;
 // any number may run against the same database.
 type Worker struct {
-	db     *store.DB
-	cfg    Config
-	now    func() time.Time
-	mailer Mailer    // nil: emails are held
-	sms    SMSSender // nil: SMS are held
+	db      *store.DB
+	cfg     Config
+	now     func() time.Time
+	mailer  Mailer    // nil: emails are held
+	sms     SMSSender // nil: SMS are held
+	metrics *metrics
 }
 
 // NewWorker checks cfg and returns a worker reading the clock with now
@@ -140,7 +146,7 @@ func NewWorker(db *store.DB, cfg Config, now func() time.Time) (*Worker, error) 
 			return nil, err
 		}
 	}
-	w := &Worker{db: db, cfg: cfg, now: now, mailer: cfg.Mailer, sms: cfg.SMS}
+	w := &Worker{db: db, cfg: cfg, now: now, mailer: cfg.Mailer, sms: cfg.SMS, metrics: newMetrics()}
 	if w.mailer == nil && cfg.SMTPURL != "" {
 		sc, err := ParseSMTPURL(cfg.SMTPURL)
 		if err != nil {
@@ -229,6 +235,22 @@ func (w *Worker) tickReminders(ctx context.Context) {
 	} else if n > 0 {
 		slog.Info("notify: reminders scheduled", "count", n)
 	}
+	if n, err := w.Prune(ctx); err != nil {
+		if ctx.Err() == nil {
+			slog.Error("notify: prune outbox", "err", err)
+		}
+	} else if n > 0 {
+		slog.Info("notify: old messages deleted", "count", n)
+	}
+}
+
+// pruneBatch bounds one prune so that it never holds locks for long.
+const pruneBatch = 1000
+
+// Prune deletes settled messages older than the retention period and
+// returns how many events went.
+func (w *Worker) Prune(ctx context.Context) (int64, error) {
+	return store.PruneOutbox(ctx, w.db.Pool, w.now().Add(-w.cfg.Retention), pruneBatch)
 }
 
 // DeliverDue claims one batch of due deliveries, delivers them and
@@ -239,12 +261,27 @@ func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, d := range ds {
+	for i, d := range ds {
 		if ctx.Err() != nil {
 			// Unsettled claims are retried after their lease.
 			return len(ds), ctx.Err()
 		}
-		out := w.deliver(ctx, d)
+		// Why: a send must end before the lease does, or another worker
+		// could claim the message again and send it twice. A batch slowed
+		// by a sluggish server hands its tail back, unattempted.
+		if now := w.now(); !now.Before(d.ClaimedUntil.Add(-w.cfg.Lease / 2)) {
+			for _, rest := range ds[i:] {
+				err := store.SettleOutbox(ctx, w.db.Pool, rest.ID, claimID,
+					store.OutboxOutcome{Status: store.MessagePending, NextAttemptAt: now, Postponed: true})
+				if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+					return len(ds), err
+				}
+			}
+			return len(ds), nil
+		}
+		sendCtx, cancel := context.WithTimeout(ctx, w.cfg.Lease/2)
+		out := w.deliver(sendCtx, d)
+		cancel()
 		if err := store.SettleOutbox(ctx, w.db.Pool, d.ID, claimID, out); err != nil {
 			if errors.Is(err, store.ErrLeaseLost) {
 				slog.Warn("notify: lease lost; the message may be sent twice", "message", d.ID)
@@ -252,6 +289,7 @@ func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
 			}
 			return len(ds), err
 		}
+		w.metrics.deliveries.WithLabelValues(d.Channel, out.Status).Inc()
 		// One line per sent message is noise at volume: debug. Retries,
 		// held and cancelled messages are worth seeing; failures warn.
 		log := slog.Info

@@ -351,3 +351,46 @@ func RetryOutbox(ctx context.Context, q Q, id string) error {
 
 // ErrWrongOutboxStatus is a retry of a message that is not failed or held.
 var ErrWrongOutboxStatus = problem.New(problem.Conflict, "outbox_wrong_status", "only failed or held messages can be retried")
+
+// OutboxBacklog counts the deliveries waiting (pending) or in flight
+// (sending), per status and channel: what the metrics report.
+func OutboxBacklog(ctx context.Context, q Q) (map[[2]string]int, error) {
+	rows, err := q.Query(ctx, `SELECT status, channel, count(*) FROM outbox_messages
+		WHERE status IN ('pending', 'sending') GROUP BY status, channel`)
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox backlog: %w", err)
+	}
+	defer rows.Close()
+	out := map[[2]string]int{}
+	for rows.Next() {
+		var status, channel string
+		var n int
+		if err := rows.Scan(&status, &channel, &n); err != nil {
+			return nil, fmt.Errorf("store: outbox backlog: %w", err)
+		}
+		out[[2]string{status, channel}] = n
+	}
+	return out, rows.Err()
+}
+
+// PruneOutbox deletes up to limit events created before before whose
+// deliveries are all settled (sent, failed, cancelled or held), with
+// their deliveries, and the reminder records of appointments that
+// started before before. Rendered messages name people and times: they
+// are not kept for ever.
+func PruneOutbox(ctx context.Context, q Q, before time.Time, limit int) (int64, error) {
+	tag, err := q.Exec(ctx, `
+		DELETE FROM outbox_events WHERE id IN (
+			SELECT e.id FROM outbox_events e
+			WHERE e.created_at < $1
+			  AND NOT EXISTS (SELECT 1 FROM outbox_messages m
+			                  WHERE m.event_id = e.id AND m.status IN ('pending', 'sending'))
+			LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune outbox: %w", err)
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM appointment_reminders WHERE starts_at < $1`, before); err != nil {
+		return 0, fmt.Errorf("store: prune reminders: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -17,6 +17,7 @@ CREATE TABLE outbox_events (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX outbox_events_appointment_idx ON outbox_events (appointment_id) WHERE appointment_id IS NOT NULL;
+CREATE INDEX outbox_events_created_idx ON outbox_events (created_at);
 
 -- A person's choice of channels. No row means the defaults: both on (SMS
 -- needs a phone number on the account anyway).
@@ -76,3 +77,4 @@ CREATE TABLE appointment_reminders (
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (appointment_id, kind, starts_at)
 );
+CREATE INDEX appointment_reminders_starts_idx ON appointment_reminders (starts_at);
