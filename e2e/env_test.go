@@ -335,7 +335,9 @@ func (p *person) text(sel string) string {
 // fill sets an input's value as a user would (typing events included).
 func (p *person) fill(sel, value string) {
 	p.e.t.Helper()
-	p.do("fill "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value))
+	p.do("fill "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	eval[bool](p, fmt.Sprintf(`(() => { document.querySelector(%q).value = ''; return true; })()`, sel))
+	p.do("fill "+sel, chromedp.SendKeys(chromedp.CSS(sel), value))
 }
 
 // click clicks the first visible element matching a CSS selector.

@@ -9,6 +9,10 @@ import { startOf, endOf, practitionerName, patientName, isOpen, canJoin } from '
 const id = pageID();
 const base = '/appointments/' + encodeURIComponent(id);
 const params = new URLSearchParams(location.search);
+// The payment page sends the patient back with ?payment=done or
+// ?payment=cancelled.
+const paid = params.get('payment') === 'done' || params.has('paid');
+const payCancelled = params.get('payment') === 'cancelled';
 let appt = null;
 
 function render(a) {
@@ -49,8 +53,9 @@ function render(a) {
   else if (a.cancel_cutoff) $('#policy').textContent = t('appointment.policy', { when: fmtDateTime(a.cancel_cutoff) });
 
   const notice = $('#notice');
-  if (params.has('paid') && a.status === 'confirmed') show(notice, 'ok', t('appointment.paidconfirmed'));
-  else if (params.has('paid') && a.status === 'pending_payment') show(notice, 'info', t('appointment.paywait'));
+  if (paid && a.status === 'confirmed') show(notice, 'ok', t('appointment.paidconfirmed'));
+  else if (paid && a.status === 'pending_payment') show(notice, 'info', t('appointment.paywait'));
+  else if (payCancelled && a.status === 'pending_payment') show(notice, 'warn', t('appointment.paycancelled'));
   else if (a.status === 'pending_payment') show(notice, 'warn', t('appointment.payneeded'));
   else show(notice, 'ok', '');
   $('#detail').removeAttribute('aria-busy');
@@ -85,8 +90,9 @@ async function loadRescheduleSlots() {
       byDay.get(k).push(s);
     }
     if (!slots.length) days.append(el('p', { class: 'muted' }, t('practitioner.noslotsweek')));
-    for (const [day, ss] of byDay) {
-      days.append(el('div', { class: 'day' }, el('h3', {}, day), el('ul', { class: 'slots' }, ss.map((s) => {
+    // A few days of a few times each: enough to choose, short on a phone.
+    for (const [day, ss] of [...byDay].slice(0, 5)) {
+      days.append(el('div', { class: 'day' }, el('h3', {}, day), el('ul', { class: 'slots' }, ss.slice(0, 8).map((s) => {
         const b = el('button', { type: 'button', 'aria-label': t('appointment.moveto', { when: fmtDateTime(s.start) }) }, fmtTime(s.start));
         b.addEventListener('click', () => busy(b, $('#reschedule-msg'), async () => {
           const moved = await api(base + '/reschedule', { method: 'POST', body: { start: s.start } });
@@ -121,7 +127,7 @@ $('#cancel-form').addEventListener('submit', (ev) => {
   await session(['patient']);
   try {
     await load();
-    if (params.has('paid')) await waitForPayment();
+    if (paid) await waitForPayment();
   } catch (e) {
     show($('#msg'), 'error', e.message);
     $('#detail').hidden = true;

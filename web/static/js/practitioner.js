@@ -5,6 +5,10 @@ import { api, list, optionalSession } from './api.js';
 import { t, fmtShortDate, fmtTime, fmtDateTime, fmtMoney, specialtyName } from './i18n.js';
 import { $, el, show, busy, pageID, empty } from './ui.js';
 
+// Why 6: a day of short slots would otherwise fill a phone's screen many
+// times over; the rest of the day is one tap away.
+const SHOWN_PER_DAY = 6;
+
 const id = pageID();
 const params = new URLSearchParams(location.search);
 let practitioner = null;
@@ -62,7 +66,7 @@ async function loadSlots() {
       const d = addDays(weekStart, i);
       const daySlots = byDay.get(dayKey(d)) || [];
       const ul = el('ul', { class: 'slots' });
-      for (const s of daySlots) {
+      for (const [n, s] of daySlots.entries()) {
         const b = el('button', { type: 'button', 'aria-pressed': String(s.start === chosen), 'aria-label': fmtDateTime(s.start) }, fmtTime(s.start));
         b.addEventListener('click', () => {
           chosen = s.start;
@@ -71,7 +75,17 @@ async function loadSlots() {
           updateBooking();
           $('#booking').scrollIntoView({ behavior: 'smooth', block: 'start' });
         });
-        ul.append(el('li', {}, b));
+        ul.append(el('li', { hidden: n >= SHOWN_PER_DAY && s.start !== chosen }, b));
+      }
+      const hiddenCount = ul.querySelectorAll('li[hidden]').length;
+      if (hiddenCount) {
+        const more = el('button', { type: 'button', class: 'secondary more' }, t('practitioner.more', { n: hiddenCount }));
+        more.addEventListener('click', () => {
+          for (const li of ul.querySelectorAll('li[hidden]')) li.hidden = false;
+          more.parentElement.remove();
+          ul.querySelector('li:nth-child(' + (SHOWN_PER_DAY + 1) + ') button').focus();
+        });
+        ul.append(el('li', {}, more));
       }
       days.append(el('div', { class: 'day' }, el('h3', {}, fmtShortDate(d)),
         daySlots.length ? ul : el('p', { class: 'small muted' }, t('practitioner.noslots'))));

@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// doctor is a practitioner set up over the API: a profile in Lyon and a
+// paid 10-minute video consultation open all day, every day, bookable
+// without notice (so that the room of the next slot is open: it opens 15
+// minutes before the start).
+type doctor struct {
+	api    *apiClient
+	id     string
+	typeID string
+	name   string
+}
+
+func (e *env) doctor(email, name string) *doctor {
+	e.t.Helper()
+	c := e.staff("practitioner", email, name)
+	c.call("PUT", "/api/v1/practitioner/profile", map[string]any{
+		"specialty": "general_practice", "rpps": "10101010101", "address": "12 rue de la République",
+		"city": "Lyon", "postcode": "69002", "languages": []string{"fr", "en"},
+		"min_notice_minutes": 0, "cancel_cutoff_minutes": 5, "phone": "+33 4 00 00 00 00",
+	}, 200, nil)
+	var ct struct {
+		ID string `json:"id"`
+	}
+	c.call("POST", "/api/v1/practitioner/consultation-types", map[string]any{
+		"name": "Téléconsultation", "mode": "video", "duration_minutes": 10, "fee_cents": 2500, "currency": "EUR",
+	}, 201, &ct)
+	var hours []map[string]any
+	for d := 0; d < 7; d++ {
+		hours = append(hours, map[string]any{"consultation_type_id": ct.ID, "weekday": d, "start": "00:00", "end": "23:50"})
+	}
+	c.call("PUT", "/api/v1/practitioner/opening-hours", map[string]any{"opening_hours": hours}, 200, nil)
+	var me struct {
+		ID string `json:"id"`
+	}
+	c.call("GET", "/api/v1/me", nil, 200, &me)
+	return &doctor{api: c, id: me.ID, typeID: ct.ID, name: name}
+}
+
+// signup creates a patient account through the sign-up page.
+func (p *person) signup(name, email string) {
+	p.e.t.Helper()
+	p.open("/signup")
+	p.fill("#name", name)
+	p.fill("#email", email)
+	p.fill("#password", password)
+	p.click(`#signup-form button[type=submit]`)
+	p.waitJS("signed up", `location.pathname === '/appointments'`, 10*time.Second)
+}
+
+// book searches for the doctor from the home page, picks the first free
+// slot, books it with a reason, pays on the test checkout page and comes
+// back to the confirmed appointment. With mustPay, a booking confirmed
+// without the payment step fails the test. It returns the appointment id
+// and the slot's start (RFC 3339).
+func (p *person) book(doc *doctor, reason string, shots, mustPay bool) (id, start string) {
+	p.e.t.Helper()
+	p.open("/")
+	p.waitJS("specialties", `document.querySelectorAll('#specialty option').length > 1`, 10*time.Second)
+	eval[bool](p, `(() => { document.querySelector('#specialty').value = 'general_practice'; return true; })()`)
+	p.fill("#place", "Lyon")
+	p.click(`input[name=mode][value=video]`)
+	if shots {
+		p.screenshot("home-filled", false)
+	}
+	p.click(`.search-form button[type=submit]`)
+	p.waitJS("search results", fmt.Sprintf(`location.pathname === '/search' && [...document.querySelectorAll('#results .result h2')].some((h) => h.textContent.includes(%q))`, doc.name), 15*time.Second)
+	if shots {
+		p.screenshot("search", true)
+	}
+	p.click(fmt.Sprintf(`#results .result a[href="/practitioners/%s"]`, doc.id))
+	p.waitJS("slots", `document.querySelectorAll('#days .slots button').length > 0`, 15*time.Second)
+	if shots {
+		p.screenshot("practitioner", true)
+	}
+	start = eval[string](p, `(() => { const b = document.querySelector('#days .slots button'); b.click(); return new URLSearchParams(location.search).get('start') || ''; })()`)
+	p.waitJS("booking form", `!document.querySelector('#booking').hidden`, 5*time.Second)
+	p.fill("#reason", reason)
+	if shots {
+		p.screenshot("booking", true)
+	}
+	p.click("#book")
+	// Payment: the booking answers pending_payment with a checkout URL, and
+	// the page follows it to the test checkout page of the payments module.
+	p.waitJS("checkout page", `!location.pathname.startsWith('/practitioners/')`, 15*time.Second)
+	if path := eval[string](p, `location.pathname`); !strings.HasPrefix(path, "/appointments/") {
+		if shots {
+			p.screenshot("checkout", false)
+		}
+		p.click(`button[value=pay]`)
+	} else if mustPay {
+		p.e.t.Fatalf("booking went straight to %s without a payment step: is the payments module wired into the server?", path)
+	}
+	p.waitJS("back on the appointment", `location.pathname.startsWith('/appointments/') && document.querySelector('#status-badge')`, 15*time.Second)
+	if mustPay {
+		p.waitJS("confirmed", `document.querySelector('#status-badge').dataset.status === 'confirmed'`, 15*time.Second)
+	}
+	id = strings.TrimPrefix(eval[string](p, `location.pathname`), "/appointments/")
+	return id, start
+}
+
+// Journey 1: a patient signs up, searches, books a video consultation,
+// pays in test mode and sees it confirmed, with its calendar file.
+func TestJourneyBookAndPay(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	id, _ := pat.book(doc, "Toux depuis trois jours", true, true)
+
+	if n := pat.text("#notice"); !strings.Contains(n, "confirmé") {
+		t.Errorf("confirmation notice %q", n)
+	}
+	if r := pat.text("#reason"); r != "Toux depuis trois jours" {
+		t.Errorf("reason shown %q", r)
+	}
+	pat.screenshot("appointment-confirmed", true)
+	ics := eval[string](pat, fmt.Sprintf(`fetch(document.querySelector('#ics').href).then((r) => r.headers.get('Content-Type') + '\n' + r.text()).then ? fetch(document.querySelector('#ics').href).then(async (r) => r.headers.get('Content-Type') + '\n' + await r.text()) : ''`))
+	if !strings.HasPrefix(ics, "text/calendar") || !strings.Contains(ics, "BEGIN:VCALENDAR") {
+		t.Errorf("add to calendar gives %.200q", ics)
+	}
+
+	// The appointment is in the patient's list, upcoming, with its status.
+	pat.open("/appointments")
+	pat.waitJS("list", fmt.Sprintf(`document.querySelector('#upcoming li[data-id=%q]')`, id), 10*time.Second)
+	if s := pat.text(fmt.Sprintf(`#upcoming li[data-id=%q] .badge`, id)); s != "Confirmé" {
+		t.Errorf("status in the list %q", s)
+	}
+	pat.screenshot("appointments", true)
+
+	// The practitioner sees it in the agenda, by day and by week.
+	pro := e.browser("practitioner")
+	pro.login("dr.roux@example.org")
+	pro.waitJS("agenda", fmt.Sprintf(`document.querySelector('#agenda li[data-id=%q]')`, id), 15*time.Second)
+	pro.screenshot("agenda-day", true)
+	pro.click("#view-week")
+	pro.waitJS("week", fmt.Sprintf(`document.querySelector('.week li[data-id=%q]')`, id), 15*time.Second)
+	pro.screenshot("agenda-week", true)
+	pro.open("/pro/appointments/" + id)
+	pro.waitJS("detail", `document.querySelector('#reason').textContent === 'Toux depuis trois jours'`, 10*time.Second)
+	pro.screenshot("pro-appointment", true)
+	pro.open("/pro/dashboard")
+	pro.waitJS("dashboard", `document.querySelectorAll('#kpis .kpi').length === 4 && document.querySelector('#chart-bookings svg')`, 10*time.Second)
+	if got := pro.text("#kpis .kpi b"); got != "1" {
+		t.Errorf("bookings on the dashboard: %q", got)
+	}
+	pro.screenshot("dashboard", true)
+	pro.open("/pro/settings")
+	pro.waitJS("settings", `document.querySelectorAll('#types li').length === 1 && document.querySelectorAll('#hours tr').length === 7`, 10*time.Second)
+	pro.screenshot("settings", true)
+}
+
+// login logs in through the login page.
+func (p *person) login(email string) {
+	p.e.t.Helper()
+	p.open("/login")
+	p.fill("#email", email)
+	p.fill("#password", password)
+	p.click(`#login-form button[type=submit]`)
+	p.waitJS("logged in", `location.pathname !== '/login'`, 10*time.Second)
+}
+
+// Journey 3: a patient cancels within the cancellation policy, and the
+// slot is offered again.
+func TestJourneyCancelFreesSlot(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	id, start := pat.book(doc, "Renouvellement", false, false)
+	if start == "" {
+		start = eval[string](pat, fmt.Sprintf(`fetch('/api/v1/appointments/%s').then((r) => r.json()).then((a) => a.start)`, id))
+	}
+	free := func() bool {
+		return eval[bool](pat, fmt.Sprintf(`(async () => {
+			const s = new Date(%q); const q = new URLSearchParams({from: new Date(s - 60000).toISOString(), to: new Date(+s + 60000).toISOString(), consultation_type_id: %q});
+			const r = await (await fetch('/api/v1/practitioners/%s/slots?' + q)).json();
+			return r.slots.some((x) => +new Date(x.start) === +s); })()`, start, doc.typeID, doc.id))
+	}
+	if free() {
+		t.Fatal("the booked slot is still offered")
+	}
+	pat.open("/appointments/" + id)
+	pat.waitJS("cancel form", `!document.querySelector('#change').hidden && !document.querySelector('#cancel-form').hidden`, 10*time.Second)
+	pat.fill("#cancel-reason", "Empêchement")
+	eval[bool](pat, `(() => { window.confirm = () => true; return true; })()`)
+	pat.click("#cancel")
+	pat.waitJS("cancelled", `document.querySelector('#status-badge').dataset.status === 'cancelled'`, 10*time.Second)
+	pat.screenshot("appointment-cancelled", true)
+	if !free() {
+		t.Fatal("after cancelling, the slot is not offered again")
+	}
+	// And the practitioner page shows it to the next patient.
+	other := e.browser("other patient")
+	other.open(fmt.Sprintf("/practitioners/%s?start=%s", doc.id, start))
+	other.waitJS("slot offered", fmt.Sprintf(`[...document.querySelectorAll('#days .slots button')].some((b) => b.getAttribute('aria-label') && +new Date(%q) >= Date.now())`, start), 10*time.Second)
+}
+
+// Journey 4: a patient cannot open another patient's appointment or
+// consultation, and learns nothing about it.
+func TestJourneyOtherPatientLockedOut(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	a := e.browser("patient A")
+	a.signup("Camille Martin", "camille@example.org")
+	id, _ := a.book(doc, "Motif très privé", false, false)
+
+	b := e.browser("patient B")
+	b.signup("Louis Bernard", "louis@example.org")
+	for _, path := range []string{"/appointments/" + id, "/consult/" + id} {
+		b.open(path)
+		b.waitJS("refusal on "+path, `!document.querySelector('#msg').hidden && document.querySelector('#msg').textContent.length > 0`, 10*time.Second)
+		body := b.text("main")
+		for _, secret := range []string{"Motif très privé", "Camille", "Claire Roux"} {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s shows %q to another patient", path, secret)
+			}
+		}
+		if eval[bool](b, `!!document.querySelector('#preview') && !!document.querySelector('#preview').srcObject`) {
+			t.Errorf("%s opened the camera for another patient's consultation", path)
+		}
+	}
+	b.screenshot("appointment-refused", true)
+	// The API refuses too, with nothing to tell the two cases apart.
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/appointments/" + id},
+		{"POST", "/api/v1/appointments/" + id + "/join"},
+		{"POST", "/api/v1/appointments/" + id + "/cancel"},
+	} {
+		status := eval[int](b, fmt.Sprintf(`fetch(%q, {method: %q, headers: {'Content-Type': 'application/json'}, body: %q === 'POST' ? '{}' : undefined}).then((r) => r.status)`, c.path, c.method, c.method))
+		if status != 404 {
+			t.Errorf("%s %s by another patient: %d, want 404", c.method, c.path, status)
+		}
+	}
+	// Patient A still has their appointment, untouched.
+	a.open("/appointments/" + id)
+	a.waitJS("still there", `document.querySelector('#status-badge') && ['confirmed', 'pending_payment'].includes(document.querySelector('#status-badge').dataset.status)`, 10*time.Second)
+}
