@@ -209,10 +209,12 @@ func (m *SMTPMailer) SendEmail(ctx context.Context, e Email) error {
 // without TLS.
 type plainAuth struct{ user, pass string }
 
+// Start sends the credentials at once (RFC 4616).
 func (a plainAuth) Start(*smtp.ServerInfo) (string, []byte, error) {
 	return "PLAIN", []byte("\x00" + a.user + "\x00" + a.pass), nil
 }
 
+// Next refuses any challenge: PLAIN has none.
 func (a plainAuth) Next(_ []byte, more bool) ([]byte, error) {
 	if more {
 		return nil, errors.New("unexpected server challenge")

@@ -289,6 +289,9 @@ func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
 			}
 			return len(ds), err
 		}
+		if out.Postponed {
+			continue // not an attempt: nothing to count or log
+		}
 		w.metrics.deliveries.WithLabelValues(d.Channel, out.Status).Inc()
 		// One line per sent message is noise at volume: debug. Retries,
 		// held and cancelled messages are worth seeing; failures warn.
