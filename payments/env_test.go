@@ -145,10 +145,7 @@ func (e *env) book(in time.Duration, fee int64) (apptID, checkoutURL string) {
 			return err
 		}
 		apptID = a.ID
-		u, exp, err := e.svc.StartCheckout(ctx, tx, Booking{
-			AppointmentID: a.ID, PatientID: e.patient, PractitionerID: e.practitioner,
-			Amount: fee, Currency: "EUR", StartsAt: start,
-		})
+		u, exp, err := e.svc.StartCheckout(ctx, tx, a)
 		if err != nil {
 			return err
 		}

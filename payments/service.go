@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,6 +113,10 @@ type Service struct {
 	log  *slog.Logger
 	// skew shifts the service's clock (tests jump ahead with it).
 	skew atomic.Int64
+
+	bg      sync.WaitGroup // background settlements
+	closing chan struct{}
+	closed  sync.Once
 }
 
 // now is the service's clock.
@@ -127,7 +132,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, errors.New("payments: platform fee must be 0-10000 basis points and no-show fee 0-100%")
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	s := &Service{db: db, cfg: cfg, log: log.With("component", "payments")}
+	s := &Service{db: db, cfg: cfg, log: log.With("component", "payments"), closing: make(chan struct{})}
 	if cfg.SecretKey != "" {
 		if cfg.WebhookSecret == "" {
 			return nil, errors.New("payments: STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")
@@ -164,21 +169,14 @@ func (s *Service) TestCheckoutHandler() http.Handler {
 // TestCheckoutPattern is the ServeMux pattern of the test checkout pages.
 const TestCheckoutPattern = testCheckoutPath + "{session}"
 
-// Close stops the test gateway's webhook deliveries (a no-op with Stripe).
+// Close stops background work (delayed settlements, the test gateway's
+// webhook deliveries) and waits for what is in flight.
 func (s *Service) Close() {
+	s.closed.Do(func() { close(s.closing) })
+	s.bg.Wait()
 	if s.test != nil {
 		s.test.close()
 	}
-}
-
-// Booking is what StartCheckout needs of a new appointment.
-type Booking struct {
-	AppointmentID  string
-	PatientID      string // the account that books (and pays)
-	PractitionerID string
-	Amount         int64  // minor units (cents)
-	Currency       string // ISO 4217, upper case
-	StartsAt       time.Time
 }
 
 // fee returns our platform fee on amount.
@@ -191,24 +189,32 @@ func (s *Service) returnURLs(appointmentID string) (success, cancel string) {
 	return base + "?payment=done", base + "?payment=cancelled"
 }
 
-// StartCheckout creates the payment of an appointment just inserted in
-// pending_payment and its Stripe Checkout Session, and returns the URL to
-// send the patient to and when it expires (the appointment's hold is set
-// to the same time). A consult within HoldWindow gets a card hold
-// (mode=payment, capture_method=manual); a later one saves the card
-// (mode=setup) for an off-session authorisation AuthorizeLead before.
+// StartCheckout creates the payment of an appointment a just inserted in
+// pending_payment (its fee, in its currency, paid by its patient account)
+// and its Stripe Checkout Session, and returns the URL to send the patient
+// to and when it expires (the appointment's hold is set to the same time).
+// A consult within HoldWindow gets a card hold (mode=payment,
+// capture_method=manual); a later one saves the card (mode=setup) for an
+// off-session authorisation AuthorizeLead before.
 //
-// Call it with the booking's transaction q, after inserting the
-// appointment: if Stripe fails, the error (503) rolls the booking back.
-func (s *Service) StartCheckout(ctx context.Context, q store.Q, b Booking) (checkoutURL string, expiresAt time.Time, err error) {
-	if b.Amount <= 0 || len(b.Currency) != 3 || strings.ToUpper(b.Currency) != b.Currency {
-		return "", time.Time{}, ErrInvalidBooking.With("a paid booking needs a positive amount and an ISO currency")
+// q may be the booking's transaction (then a Stripe failure rolls the
+// booking back) or the pool after the booking committed (then the caller
+// releases the slot on error). Either way, a lost answer from Stripe is
+// repaired by Reconcile with the same idempotency key.
+func (s *Service) StartCheckout(ctx context.Context, q store.Q, a store.Appointment) (checkoutURL string, expiresAt time.Time, err error) {
+	if a.Status != store.StatusPendingPayment || a.FeeCents <= 0 || len(a.Currency) != 3 || strings.ToUpper(a.Currency) != a.Currency {
+		return "", time.Time{}, ErrInvalidBooking.With("only a pending paid booking with an ISO currency can be paid")
 	}
 	now := s.now()
 	p := store.Payment{
-		AppointmentID: b.AppointmentID, PatientID: b.PatientID, PractitionerID: b.PractitionerID,
-		State: store.PaymentCheckoutOpen, Amount: b.Amount, Currency: b.Currency,
+		AppointmentID: a.ID, PatientID: a.PatientID, PractitionerID: a.PractitionerID,
+		State: store.PaymentCheckoutOpen, Amount: int64(a.FeeCents), Currency: a.Currency,
 	}
+	b := struct {
+		AppointmentID, PatientID, PractitionerID string
+		Amount                                   int64
+		StartsAt                                 time.Time
+	}{a.ID, a.PatientID, a.PractitionerID, int64(a.FeeCents), a.StartsAt}
 	if acct, err := store.PayoutAccountOf(ctx, q, b.PractitionerID); err == nil && acct.ChargesEnabled {
 		p.Destination, p.ApplicationFee = acct.Account, s.fee(b.Amount)
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -578,6 +584,46 @@ func (s *Service) OnNoShow(ctx context.Context, appointmentID string) error {
 		return s.cancelHold(ctx, p)
 	}
 	return s.capture(ctx, p, fee, noShowKey(appointmentID))
+}
+
+// AppointmentCancelled is booking's PaymentRelease hook, called inside the
+// cancellation's transaction q. Stripe is not called from there (the
+// transaction could still roll back): the payment is settled a moment
+// after, once the cancellation is visible, and the reconciliation job
+// settles it in any case.
+func (s *Service) AppointmentCancelled(ctx context.Context, q store.Q, a store.Appointment, byPatient bool) error {
+	if _, err := store.PaymentOf(ctx, q, a.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // a free consultation
+		}
+		return err
+	}
+	s.later(settleDelay, func(ctx context.Context) {
+		if err := s.OnCancelled(ctx, a.ID, !byPatient); err != nil {
+			s.log.Warn("settle cancelled appointment", "appointment_id", a.ID, "err", err)
+		}
+	})
+	return nil
+}
+
+// settleDelay lets the cancelling transaction commit before the payment
+// is settled; if it takes longer, the reconciliation job does it.
+const settleDelay = time.Second
+
+// later runs fn after d in the background, unless the service is closed.
+func (s *Service) later(d time.Duration, fn func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		select {
+		case <-s.closing:
+			return
+		case <-time.After(d):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
 }
 
 // OnCancelled settles the payment of a cancelled appointment: an open

@@ -246,8 +246,7 @@ func TestCrashDuringCheckoutCreation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.svc.StartCheckout(ctx, e.db.Pool, Booking{AppointmentID: a.ID, PatientID: e.patient,
-		PractitionerID: e.practitioner, Amount: 3000, Currency: "EUR", StartsAt: start}); !errors.Is(err, ErrGatewayUnavailable) {
+	if _, _, err := e.svc.StartCheckout(ctx, e.db.Pool, a); !errors.Is(err, ErrGatewayUnavailable) {
 		t.Fatalf("lost checkout: %v", err)
 	}
 	sessions, _ := store.TestGatewayObjectsOf(ctx, e.db.Pool, "checkout.session", "appointment_id", a.ID)
