@@ -465,7 +465,7 @@ func (w *Worker) email(d store.OutboxDelivery, r store.Recipient, m message, now
 	}
 	e := Email{
 		From:      w.cfg.MailFrom,
-		To:        (&mail.Address{Name: r.Name, Address: r.Email}).String(),
+		To:        (&mail.Address{Name: oneLine(r.Name), Address: r.Email}).String(),
 		Subject:   m.Subject,
 		Text:      m.text(),
 		HTML:      html,

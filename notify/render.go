@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"teleconsult/store"
 )
@@ -244,6 +245,19 @@ var ErrUnrenderable = fmt.Errorf("notify: cannot render: %w", ErrPermanent)
 
 // render builds the message for in, in the recipient's language.
 func render(in renderInput, l linker, siteName string) (message, error) {
+	// Names come from people: keep them on one line, whatever they typed,
+	// since they end up in headers.
+	in.Recipient.Name = oneLine(in.Recipient.Name)
+	if in.Appt != nil {
+		a := *in.Appt
+		a.PractitionerName, a.PatientName = oneLine(a.PractitionerName), oneLine(a.PatientName)
+		in.Appt = &a
+	}
+	if in.Dr != nil {
+		dr := *in.Dr
+		dr.Name = oneLine(dr.Name)
+		in.Dr = &dr
+	}
 	lang := in.Recipient.Language
 	if _, ok := wording[lang]; !ok {
 		lang = "fr"
@@ -444,6 +458,16 @@ func render(in renderInput, l linker, siteName string) (message, error) {
 		return m, fmt.Errorf("%w: kind %q", ErrUnrenderable, in.Kind)
 	}
 	return m, nil
+}
+
+// oneLine replaces control characters (line breaks included) with spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

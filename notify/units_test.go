@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"teleconsult/store"
 )
 
 func TestActionToken(t *testing.T) {
@@ -196,5 +198,23 @@ func TestEnvConfig(t *testing.T) {
 	empty, err := NewWorker(nil, Config{BaseURL: "http://localhost:8080", TokenKey: testKey}, nil)
 	if err != nil || empty.mailer != nil || empty.sms != nil {
 		t.Errorf("an empty environment must hold everything: %v", err)
+	}
+}
+
+func TestNamesCannotInjectHeaders(t *testing.T) {
+	in := renderInput{Kind: "appointment.booked", Recipient: store.Recipient{ID: "p", Name: "Eve\r\nBcc: x@evil.example", Language: "en"},
+		Appt: &store.AppointmentNotice{ID: "5f1969f1-19e9-4bfb-8a2c-000000000001", Status: "confirmed", Mode: "video",
+			StartsAt: march3, EndsAt: march3.Add(time.Hour), PractitionerName: "Mal\r\nory", TimeZone: "Europe/Paris"},
+		Now: march3.Add(-time.Hour)}
+	m, err := render(in, linker{base: "https://rdv.example.org", secret: testKey}, "rdv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(m.Subject+m.Greeting, "\r\n") {
+		t.Errorf("line break kept: %q / %q", m.Subject, m.Greeting)
+	}
+	e := Email{From: "a@b.example", To: "c@d.example", Subject: m.Subject, Text: m.text()}
+	if _, err := e.bytes(); err != nil {
+		t.Errorf("message refused: %v", err)
 	}
 }
