@@ -19,7 +19,7 @@ import (
 
 // Action page problems.
 var (
-	ErrTooLateToCancel = problem.New(problem.Conflict, "cancel_too_late", "this appointment is too close to be cancelled online; please call the practice")
+	ErrTooLateToCancel = problem.New(problem.Conflict, "cancel_too_late", "this appointment is too close to be changed online; please call the practice")
 	ErrNotUpcoming     = problem.New(problem.Conflict, "appointment_not_upcoming", "this appointment can no longer be changed")
 	ErrSlotUnavailable = problem.New(problem.Conflict, "slot_unavailable", "this time is not available; please choose another")
 )
@@ -124,11 +124,14 @@ var errorWording = map[string]map[string]string{
 	"fr": {
 		"link_invalid":             "Ce lien n'est pas valide.",
 		"link_expired":             "Ce lien a expiré.",
-		"cancel_too_late":          "Ce rendez-vous est trop proche pour être annulé en ligne ; veuillez appeler le cabinet.",
+		"cancel_too_late":          "Ce rendez-vous est trop proche pour être modifié en ligne ; veuillez appeler le cabinet.",
 		"appointment_not_upcoming": "Ce rendez-vous ne peut plus être modifié.",
 		"slot_unavailable":         "Cet horaire n'est pas disponible ; veuillez en choisir un autre.",
 		"slot_taken":               "Cet horaire vient d'être pris ; veuillez en choisir un autre.",
 		"not_found":                "Ce rendez-vous n'existe pas.",
+		"too_late_to_cancel":       "Il est trop tard pour modifier ce rendez-vous en ligne ; veuillez contacter le cabinet.",
+		"wrong_status":             "Ce rendez-vous ne peut plus être modifié.",
+		"slot_offered":             "Cet horaire est proposé à un patient de la liste d'attente ; veuillez en choisir un autre.",
 	},
 }
 
@@ -172,8 +175,10 @@ func (p *ActionPages) write(w http.ResponseWriter, pg page) {
 func (p *ActionPages) fail(w http.ResponseWriter, lang string, err error) {
 	pe := problem.As(err)
 	status := map[problem.Kind]int{
-		problem.Invalid: http.StatusBadRequest, problem.NotFound: http.StatusNotFound,
+		problem.Invalid: http.StatusBadRequest, problem.Unauthorized: http.StatusUnauthorized,
+		problem.Forbidden: http.StatusForbidden, problem.NotFound: http.StatusNotFound,
 		problem.Conflict: http.StatusConflict, problem.Gone: http.StatusGone,
+		problem.TooMany: http.StatusTooManyRequests, problem.Unavailable: http.StatusServiceUnavailable,
 	}[pe.Kind]
 	if status == 0 {
 		slog.Error("notify: action link", "err", err)
@@ -223,7 +228,9 @@ func (p *ActionPages) resolve(r *http.Request) (target, error) {
 	if !slices.Contains(store.UpcomingStatuses, a.Status) || !a.StartsAt.After(p.now()) {
 		return t, ErrNotUpcoming
 	}
-	if purpose == PurposeCancel && p.now().After(a.StartsAt.Add(-time.Duration(a.CancelCutoff)*time.Minute)) {
+	// The practitioner's cut-off closes online changes (as in booking),
+	// except for a booking still awaiting payment.
+	if a.Status != store.StatusPendingPayment && !p.now().Before(a.StartsAt.Add(-time.Duration(a.CancelCutoff)*time.Minute)) {
 		return t, ErrTooLateToCancel
 	}
 	return t, nil
