@@ -87,15 +87,25 @@ func BenchmarkSearch150k(b *testing.B) {
 		{Specialty: "cardiology", Page: 10},
 	}
 	var lat []time.Duration
+	perQuery := make([][]time.Duration, len(queries))
 	for i := 0; b.Loop(); i++ {
 		q := queries[i%len(queries)]
 		t0 := time.Now()
 		if _, err := svc.Search(ctx, q); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
+		d := time.Since(t0)
+		lat = append(lat, d)
+		perQuery[i%len(queries)] = append(perQuery[i%len(queries)], d)
 	}
 	b.StopTimer()
+	for i, ds := range perQuery {
+		if len(ds) == 0 {
+			continue
+		}
+		sort.Slice(ds, func(a, b int) bool { return ds[a] < ds[b] })
+		b.Logf("median %6.2f ms, max %6.2f ms: %+v", float64(ds[len(ds)/2].Microseconds())/1000, float64(ds[len(ds)-1].Microseconds())/1000, queries[i])
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	b.ReportMetric(pct(0.50), "p50_ms")

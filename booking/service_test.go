@@ -482,3 +482,48 @@ func TestNextFreeAndSearch(t *testing.T) {
 		t.Fatalf("unknown specialty: %v", err)
 	}
 }
+
+func TestDelayAbsenceAndStaleRefresh(t *testing.T) {
+	f := newFixture(t)
+	pat := f.account("patient", "A")
+	b1, _ := f.book(pat, f.free, at("10:00"), "")
+	b2, _ := f.book(pat, f.free, at("19:00"), "")
+	f.clock.Advance(2*time.Hour + 30*time.Minute) // 10:30: the first one is under way
+	if _, err := f.svc.Mark(f.ctx, f.doc, b1.Appointment.ID, store.StatusArrived); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.svc.AnnounceDelay(f.ctx, f.doc, 25)
+	if err != nil || n != 2 {
+		t.Fatalf("delay told %d appointments: %v", n, err)
+	}
+	a, _ := store.AppointmentByID(f.ctx, f.db.Pool, b2.Appointment.ID)
+	if a.DelayMinutes != 25 {
+		t.Fatalf("delay not recorded: %d", a.DelayMinutes)
+	}
+	if _, err := f.svc.AnnounceDelay(f.ctx, pat, 10); !errors.Is(err, ErrPractitionerOnly) {
+		t.Fatalf("a patient announces a delay: %v", err)
+	}
+	var told int
+	f.db.Pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox_events WHERE kind = 'appointment.delay' AND recipient_id = $1`, pat.ID).Scan(&told)
+	if told != 2 {
+		t.Fatalf("appointment.delay events: %d", told)
+	}
+
+	// An absence over the rest of the week moves the next free slot.
+	if _, err := f.svc.AddAbsence(f.ctx, f.doc, at("00:00"), at("00:00").Add(5*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := store.PractitionerByID(f.ctx, f.db.Pool, f.doc.ID)
+	if p.NextFreeAt == nil || p.NextFreeAt.Before(at("00:00").Add(5*24*time.Hour)) {
+		t.Fatalf("next free during the absence: %v", p.NextFreeAt)
+	}
+	// Time passes beyond it: the periodic refresh catches up.
+	f.clock.Advance(8 * 24 * time.Hour)
+	if n, err := f.svc.RefreshStale(f.ctx, 100); err != nil || n != 1 {
+		t.Fatalf("refresh stale: %d %v", n, err)
+	}
+	p, _ = store.PractitionerByID(f.ctx, f.db.Pool, f.doc.ID)
+	if p.NextFreeAt == nil || p.NextFreeAt.Before(f.clock.Now()) {
+		t.Fatalf("next free after refresh: %v (now %v)", p.NextFreeAt, f.clock.Now())
+	}
+}
