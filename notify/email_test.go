@@ -30,6 +30,8 @@ func TestConfirmationEmailOverSMTP(t *testing.T) {
 			"Votre rendez-vous du mar. 3 mars à 10:30 avec Dr Martin", "rendez-vous.ics"},
 		{"STARTTLS and auth, English", smtpOptions{tls: true, user: "mailer", pass: "s3cret p@ss"}, "en",
 			"Your appointment on Tue 3 March at 10:30 with Dr Martin", "appointment.ics"},
+		{"implicit TLS (smtps) and auth, French", smtpOptions{implicit: true, user: "mailer", pass: "pw"}, "fr",
+			"Votre rendez-vous du mar. 3 mars à 10:30 avec Dr Martin", "rendez-vous.ics"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +40,8 @@ func TestConfirmationEmailOverSMTP(t *testing.T) {
 			c := newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 			smtpURL := srv.url()
 			if tt.opts.user != "" {
-				smtpURL = (&url.URL{Scheme: "smtp", User: url.UserPassword(tt.opts.user, tt.opts.pass), Host: srv.addr}).String()
+				scheme := map[bool]string{false: "smtp", true: "smtps"}[tt.opts.implicit]
+				smtpURL = (&url.URL{Scheme: scheme, User: url.UserPassword(tt.opts.user, tt.opts.pass), Host: srv.addr}).String()
 			}
 			w := newWorker(t, db, Config{SMTPURL: smtpURL, SMTPTLS: srv.tlsConfig()}, c)
 			f := newFixture(t, db, fixtureOptions{lang: tt.lang, phone: "+33612345678"})
@@ -56,8 +59,9 @@ func TestConfirmationEmailOverSMTP(t *testing.T) {
 			if got.From != "noreply@rdv.example.org" {
 				t.Errorf("envelope sender %q", got.From)
 			}
-			if got.TLS != tt.opts.tls || got.Authed != (tt.opts.user != "") {
-				t.Errorf("TLS %v auth %v, want %v %v", got.TLS, got.Authed, tt.opts.tls, tt.opts.user != "")
+			wantTLS := tt.opts.tls || tt.opts.implicit
+			if got.TLS != wantTLS || got.Authed != (tt.opts.user != "") {
+				t.Errorf("TLS %v auth %v, want %v %v", got.TLS, got.Authed, wantTLS, tt.opts.user != "")
 			}
 			m := parseMail(t, got.Data)
 			if m.Subject != tt.wantSubject {

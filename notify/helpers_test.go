@@ -64,6 +64,7 @@ func (c *clock) Advance(d time.Duration) {
 // smtpOptions configures the test SMTP server.
 type smtpOptions struct {
 	tls       bool   // offer STARTTLS
+	implicit  bool   // TLS from the first byte (smtps://)
 	user      string // require AUTH PLAIN with user/pass
 	pass      string
 	failFirst int  // answer 451 to the first failFirst messages
@@ -100,7 +101,7 @@ func startSMTP(t testing.TB, opts smtpOptions) *smtpServer {
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
 	srv.ErrorLog = nopLogger{}
-	if opts.tls {
+	if opts.tls || opts.implicit {
 		cert, roots := selfSigned(t)
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		s.roots = roots
@@ -110,6 +111,9 @@ func startSMTP(t testing.TB, opts smtpOptions) *smtpServer {
 		t.Fatal(err)
 	}
 	s.addr = l.Addr().String()
+	if opts.implicit {
+		l = tls.NewListener(l, srv.TLSConfig)
+	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return s
@@ -122,10 +126,14 @@ func (nopLogger) Println(...any)        {}
 
 // url is the SMTP_URL for this server.
 func (s *smtpServer) url() string {
-	if s.opts.user != "" {
-		return "smtp://" + s.opts.user + ":" + s.opts.pass + "@" + s.addr
+	scheme := "smtp://"
+	if s.opts.implicit {
+		scheme = "smtps://"
 	}
-	return "smtp://" + s.addr
+	if s.opts.user != "" {
+		return scheme + s.opts.user + ":" + s.opts.pass + "@" + s.addr
+	}
+	return scheme + s.addr
 }
 
 func (s *smtpServer) tlsConfig() *tls.Config {
