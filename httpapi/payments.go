@@ -15,6 +15,7 @@ import (
 func (a *API) paymentsRoutes(mux *http.ServeMux, svc *payments.Service) {
 	h := &paymentHandlers{API: a, svc: svc}
 	mux.HandleFunc("POST /api/v1/payments/stripe/webhook", h.webhook)
+	mux.HandleFunc("GET /api/v1/appointments/{id}/payment", h.payment)
 	mux.HandleFunc("GET /api/v1/appointments/{id}/receipt", h.receipt)
 	mux.HandleFunc("POST /api/v1/practitioner/payouts/onboard", h.onboard)
 	if page := svc.TestCheckoutHandler(); page != nil {
@@ -48,6 +49,22 @@ func (h *paymentHandlers) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
+}
+
+// payment shows where the payment of an appointment stands (with the
+// checkout link for its patient while it is open).
+func (h *paymentHandlers) payment(w http.ResponseWriter, r *http.Request) {
+	acct, err := h.account(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	v, err := h.svc.ViewFor(r.Context(), r.PathValue("id"), acct.ID)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // receipt sends the PDF receipt of a paid appointment to its patient;

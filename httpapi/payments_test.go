@@ -175,6 +175,18 @@ func TestPaymentsJourneyAPI(t *testing.T) {
 
 	// Book, pay, confirmed, completed, captured, receipt.
 	a := e.bookPaid(t, pat, docID, paidID, 0)
+	var pv payments.View
+	if st := pat.json("GET", "/api/v1/appointments/"+a.ID+"/payment", nil, &pv); st != 200 || pv.State != "checkout_open" ||
+		pv.CheckoutURL != a.Payment.CheckoutURL || pv.Amount != 5000 || !pv.TestMode {
+		t.Fatalf("payment view: %d %+v", st, pv)
+	}
+	pv = payments.View{}
+	if st := doc.json("GET", "/api/v1/appointments/"+a.ID+"/payment", nil, &pv); st != 200 || pv.CheckoutURL != "" {
+		t.Fatalf("practitioner's payment view: %d %+v", st, pv)
+	}
+	if resp, _ := other.do("GET", "/api/v1/appointments/"+a.ID+"/payment", nil); resp.StatusCode != 404 {
+		t.Fatalf("someone else's payment: %d", resp.StatusCode)
+	}
 	resp := pressButton(t, pat, a.Payment.CheckoutURL, "pay")
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "/appointments/"+a.ID) {
 		t.Fatalf("redirect after pay: %s", loc)

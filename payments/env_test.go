@@ -30,7 +30,7 @@ const webhookPath = "/api/v1/payments/stripe/webhook"
 // env is a payments service in test mode on a fresh database, with our
 // webhook endpoint and the test checkout page served on loopback.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	db   *store.DB
 	svc  *Service
 	srv  *httptest.Server
@@ -81,7 +81,7 @@ func webhookHandler(s *Service) http.HandlerFunc {
 
 // newEnv starts the service; deliver says whether the test gateway sends
 // its webhooks (tests that craft their own events turn it off).
-func newEnv(t *testing.T, deliver bool, cfg Config) *env {
+func newEnv(t testing.TB, deliver bool, cfg Config) *env {
 	t.Helper()
 	db := storetest.New(t)
 	mux := http.NewServeMux()

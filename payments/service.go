@@ -761,6 +761,15 @@ func (s *Service) settle(ctx context.Context, appointmentID string) error {
 		}
 	case store.PaymentAuthorized:
 		switch appt.Status {
+		case store.StatusConfirmed, store.StatusArrived, store.StatusInProgress:
+			if p.AuthorizedAt != nil && now.Sub(*p.AuthorizedAt) > holdLifetime {
+				// Stripe releases a hold after 7 days: learn if it has.
+				o, err := s.observe(ctx, p)
+				if err != nil {
+					return err
+				}
+				return s.record(ctx, appointmentID, o)
+			}
 		case store.StatusCompleted:
 			return s.capture(ctx, p, p.Amount, captureKey(appointmentID))
 		case store.StatusNoShow:
@@ -825,4 +834,37 @@ func (s *Service) authorizeOffSession(ctx context.Context, p store.Payment, appt
 			Data: map[string]string{"url": cs.URL, "deadline": cs.ExpiresAt.UTC().Format(time.RFC3339)},
 		})
 	})
+}
+
+// View is the payment of an appointment as its patient or practitioner
+// sees it.
+type View struct {
+	State          string     `json:"state"`
+	Amount         int64      `json:"amount_cents"`
+	Currency       string     `json:"currency"`
+	CheckoutURL    string     `json:"checkout_url,omitempty"` // the patient's, while the checkout is open
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`   // of that checkout
+	AuthorizeAt    *time.Time `json:"authorize_at,omitempty"` // when a saved card is authorised
+	AmountCaptured int64      `json:"captured_cents"`
+	AmountRefunded int64      `json:"refunded_cents"`
+	PaidAt         *time.Time `json:"paid_at,omitempty"`
+	TestMode       bool       `json:"test_mode"`
+}
+
+// ViewFor returns the payment of an appointment to its patient or its
+// practitioner; anyone else gets ErrNotFound, as for a free appointment.
+func (s *Service) ViewFor(ctx context.Context, appointmentID, accountID string) (View, error) {
+	p, err := store.PaymentOf(ctx, s.db.Pool, appointmentID)
+	if err != nil {
+		return View{}, err
+	}
+	if accountID == "" || (accountID != p.PatientID && accountID != p.PractitionerID) {
+		return View{}, store.ErrNotFound.With("payment not found")
+	}
+	v := View{State: p.State, Amount: p.Amount, Currency: p.Currency, AuthorizeAt: p.AuthorizeAt,
+		AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded, PaidAt: p.CapturedAt, TestMode: s.TestMode()}
+	if open(p.State) && accountID == p.PatientID && p.CheckoutURL != "" {
+		v.CheckoutURL, v.ExpiresAt = p.CheckoutURL, p.CheckoutExpiresAt
+	}
+	return v, nil
 }

@@ -382,3 +382,29 @@ func TestPaymentNeverMovesBackwards(t *testing.T) {
 		t.Fatalf("state %s", got)
 	}
 }
+
+// TestLapsedHoldIsNoticed: Stripe releases a hold left uncaptured for 7
+// days; the job notices and the payment says so.
+func TestLapsedHoldIsNoticed(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	ctx := context.Background()
+	appt, url := e.book(5*24*time.Hour, 3000)
+	e.checkout(url, "pay")
+	e.waitFor(appt, store.StatusConfirmed, store.PaymentAuthorized)
+	e.settleDeliveries()
+	e.advance(6 * 24 * time.Hour)
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.payment(appt); p.State != store.PaymentAuthorized {
+		t.Fatalf("hold still valid but %s", p.State)
+	}
+	e.advance(2 * 24 * time.Hour)
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(appt, store.StatusConfirmed, store.PaymentCanceled)
+	if err := e.svc.OnCompleted(ctx, appt); !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("capture of a lapsed hold: %v", err)
+	}
+}

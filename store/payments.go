@@ -175,6 +175,8 @@ func ClaimDuePayments(ctx context.Context, q Q, now time.Time, staleAfter, lease
 				OR (p2.state = 'card_saved' AND (p2.authorize_at <= $1 OR a.status NOT IN ('pending_payment', 'confirmed')))
 				-- a hold whose appointment was completed, cancelled or missed
 				OR (p2.state = 'authorized' AND a.status NOT IN ('pending_payment', 'confirmed', 'arrived', 'in_progress'))
+				-- a hold Stripe has released after 7 days uncaptured
+				OR (p2.state = 'authorized' AND p2.authorized_at < $1::timestamptz - interval '7 days')
 			  )
 			ORDER BY p2.updated_at
 			LIMIT $4
