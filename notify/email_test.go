@@ -353,3 +353,22 @@ func readAll(t *testing.T, resp *http.Response) string {
 	}
 	return b.String()
 }
+
+// TestUntrustedCertificateSendsNothing: a server offering STARTTLS with a
+// certificate we do not trust gets nothing, not even in clear.
+func TestUntrustedCertificateSendsNothing(t *testing.T) {
+	db := storetest.New(t)
+	srv := startSMTP(t, smtpOptions{tls: true})
+	c := newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	w := newWorker(t, db, Config{SMTPURL: srv.url()}, c) // system roots only
+	f := newFixture(t, db, fixtureOptions{})
+	f.book(t, march3, c.Now())
+	drain(t, w)
+	if n := len(srv.messages()); n != 0 {
+		t.Fatalf("server received %d messages", n)
+	}
+	d := outbox(t, db, store.EventAppointmentBooked)[0]
+	if d.Status != store.MessagePending || !strings.Contains(d.LastError, "certificate") {
+		t.Errorf("status %s, error %q: want a retry for the certificate", d.Status, d.LastError)
+	}
+}
