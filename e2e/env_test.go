@@ -68,7 +68,15 @@ type env struct {
 }
 
 // newEnv starts the service on a fresh database and a headless Chromium.
+// Staff log in with a password only; newEnvWith can change the server's
+// configuration.
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith starts the service with its configuration changed by edit.
+func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,7 +88,7 @@ func newEnv(t *testing.T) *env {
 	logs := &lockedBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		DatabaseURL:   storetest.NewURL(t),
 		BaseURL:       base,
 		MasterKeyFile: filepath.Join(t.TempDir(), "master.key"),
@@ -90,7 +98,11 @@ func newEnv(t *testing.T) *env {
 		MFARoles: map[string]bool{},
 		Media:    sfu.Config{IncludeLoopback: true},
 		Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("server: %v", err)
 	}
@@ -186,6 +198,7 @@ type person struct {
 	mu       sync.Mutex
 	requests []string // every URL the tab asked for
 	problems []string // exceptions, CSP violations, console errors
+	console  []string // the page's console and failed responses, shown when a step fails
 }
 
 // browser opens a new browser context for a person.
@@ -217,14 +230,18 @@ func (e *env) browser(name string) *person {
 				p.problems = append(p.problems, "security: "+ev.Entry.Text)
 			}
 		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
-				}
-				if s := strings.Join(parts, " "); strings.Contains(s, "Content Security Policy") {
-					p.problems = append(p.problems, "console: "+s)
-				}
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
+			}
+			s := strings.Join(parts, " ")
+			p.console = append(p.console, string(ev.Type)+": "+s)
+			if ev.Type == runtime.ConsoleAPICalledTypeError && strings.Contains(s, "Content Security Policy") {
+				p.problems = append(p.problems, "console: "+s)
+			}
+		case *network.EventResponseReceived:
+			if ev.Response.Status >= 400 {
+				p.console = append(p.console, fmt.Sprintf("HTTP %d %s", ev.Response.Status, ev.Response.URL))
 			}
 		}
 	})
@@ -282,7 +299,11 @@ func (p *person) fail(what string, err error) {
 	loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
 	text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText.slice(0, 1500) : ''`))
 	p.screenshot("failure-"+p.name, false)
-	p.e.t.Fatalf("%s: %s: %v\n  at %s\n  page says:\n%s", p.name, what, err, loc, text)
+	p.mu.Lock()
+	console := strings.Join(p.console, "\n    ")
+	problems := strings.Join(p.problems, "\n    ")
+	p.mu.Unlock()
+	p.e.t.Fatalf("%s: %s: %v\n  at %s\n  page says:\n%s\n  console and failed requests:\n    %s\n  problems:\n    %s", p.name, what, err, loc, text, console, problems)
 }
 
 // open navigates to a path of the service.

@@ -72,4 +72,7 @@ function creator(formSel, msgSel, path, fields) {
     creator('#pharmacy-form', '#pharmacy-msg', '/admin/pharmacies', ['name', 'address', 'postcode', 'city', 'phone']);
   }
   await tables();
+  if (![...document.querySelectorAll('main section.card')].some((s) => !s.hidden)) {
+    show($('#msg'), 'info', t('admin.unavailable'));
+  }
 })().catch((e) => show($('#msg'), 'error', e.message));

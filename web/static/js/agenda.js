@@ -91,7 +91,22 @@ $('#next').addEventListener('click', () => { day = addDays(day, view === 'week' 
 $('#today').addEventListener('click', () => { day = startOfDay(new Date()); load(); });
 document.addEventListener('visibilitychange', () => { if (!document.hidden) load(); });
 
+// Live events: the server tells the practitioner at once when a patient
+// enters the waiting room or an appointment changes; polling stays as the
+// fallback when the stream is cut.
+function listen() {
+  if (!window.EventSource) return;
+  const events = new EventSource('/api/v1/events');
+  const refresh = () => load();
+  events.addEventListener('patient.waiting', refresh);
+  events.addEventListener('appointment.changed', refresh);
+  events.addEventListener('appointment.booked', refresh);
+  events.addEventListener('appointment.cancelled', refresh);
+  events.addEventListener('appointment.rescheduled', refresh);
+}
+
 (async () => {
   await session(['practitioner']);
   setView(view);
+  listen();
 })();

@@ -123,10 +123,24 @@ $('#cancel-form').addEventListener('submit', (ev) => {
   });
 });
 
+// Live events about this appointment (payment confirmed, delay, change)
+// reload it at once.
+function listen() {
+  if (!window.EventSource) return;
+  const events = new EventSource('/api/v1/events');
+  const mine = (ev) => {
+    try { return JSON.parse(ev.data).data.appointment_id === id; } catch { return false; }
+  };
+  for (const kind of ['appointment.changed', 'appointment.delay', 'appointment.rescheduled', 'appointment.cancelled']) {
+    events.addEventListener(kind, (ev) => { if (mine(ev)) load().catch(() => {}); });
+  }
+}
+
 (async () => {
   await session(['patient']);
   try {
     await load();
+    listen();
     if (paid) await waitForPayment();
   } catch (e) {
     show($('#msg'), 'error', e.message);
