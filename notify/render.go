@@ -500,8 +500,12 @@ func (m message) text() string {
 	for _, p := range m.Paragraphs {
 		b.WriteString(p + "\n\n")
 	}
+	colon := ":"
+	if m.Lang == "fr" {
+		colon = "\u00a0:" // French puts a (no-break) space before a colon
+	}
 	for _, l := range m.Links {
-		b.WriteString(l.Label + ":\n" + l.URL + "\n\n")
+		b.WriteString(l.Label + colon + "\n" + l.URL + "\n\n")
 	}
 	b.WriteString("-- \n" + m.Footer + "\n")
 	return b.String()
