@@ -403,6 +403,13 @@ func TestWaitlistOffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// First in line, but only wants a slot before 12:00: 14:00 is not for them.
+	early := f.account("patient", "Early")
+	before := at("12:00")
+	if _, err := f.svc.JoinWaitlist(f.ctx, early, f.doc.ID, "", &before); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
 	if _, err := f.svc.JoinWaitlist(f.ctx, first, f.doc.ID, "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -415,6 +422,9 @@ func TestWaitlistOffers(t *testing.T) {
 	}
 	if _, err := f.svc.Cancel(f.ctx, booker, b.Appointment.ID, ""); err != nil {
 		t.Fatal(err)
+	}
+	if _, offers, _ := f.svc.Waitlist(f.ctx, early); len(offers) != 0 {
+		t.Fatalf("offer after the 'before' date: %+v", offers)
 	}
 	_, offers, _ := f.svc.Waitlist(f.ctx, first)
 	if len(offers) != 1 || !offers[0].StartsAt.Equal(at("14:00")) {

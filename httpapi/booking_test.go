@@ -418,3 +418,38 @@ func mustParis(t *testing.T) *time.Location {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func TestBookingRaceAPI(t *testing.T) {
+	e := newBookingEnv(t)
+	_, docID, videoID, _ := e.doctor(t)
+	var patients []*client
+	for i := 0; i < 10; i++ {
+		c, _ := e.user("patient", fmt.Sprintf("Patient %d", i))
+		patients = append(patients, c)
+	}
+	slot := freeSlots(t, patients[0], docID, videoID)[4]
+	body := map[string]any{"practitioner_id": docID, "consultation_type_id": videoID, "start": slot.Format(time.RFC3339)}
+	const n = 100
+	codes := make(chan string, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func(c *client) {
+			<-start
+			resp, b := c.do("POST", "/api/v1/appointments", body)
+			codes <- fmt.Sprintf("%d %s", resp.StatusCode, errorCode(b))
+		}(patients[i%len(patients)])
+	}
+	close(start)
+	count := map[string]int{}
+	for i := 0; i < n; i++ {
+		count[<-codes]++
+	}
+	if count["201 "] != 1 || count["409 slot_taken"] != n-1 {
+		t.Fatalf("outcomes: %v", count)
+	}
+	var rows int
+	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM appointments WHERE starts_at = $1`, slot).Scan(&rows)
+	if rows != 1 {
+		t.Fatalf("%d appointments for one slot", rows)
+	}
+}

@@ -437,10 +437,9 @@ func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) ([]SearchResu
 	if f.Limit <= 0 || f.Limit > 100 {
 		f.Limit = 20
 	}
-	cond := "true"
-	if len(where) > 0 {
-		cond = strings.Join(where, " AND ")
-	}
+	// Disabled or erased accounts are not listed.
+	where = append(where, "NOT EXISTS (SELECT 1 FROM accounts x WHERE x.id = p.account_id AND (x.disabled_at IS NOT NULL OR x.erased_at IS NOT NULL))")
+	cond := strings.Join(where, " AND ")
 	modeCond := "true"
 	if f.VideoOnly {
 		modeCond = "c.mode = 'video'"
