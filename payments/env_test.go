@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -174,8 +176,20 @@ func (e *env) checkout(checkoutURL, action string) *http.Response {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "TEST MODE") || !strings.Contains(string(page), `value="`+action+`"`) {
 		e.t.Fatalf("checkout page: %d %s", resp.StatusCode, page)
 	}
-	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe") {
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe") {
 		e.t.Errorf("checkout page CSP %q", csp)
+	}
+	// The inline style is allowed by its hash: a browser applies it only
+	// if the hash of what is served matches.
+	_, style, _ := strings.Cut(string(page), "<style>")
+	style, _, _ = strings.Cut(style, "</style>")
+	sum := sha256.Sum256([]byte(style))
+	if !strings.Contains(csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") {
+		e.t.Errorf("the page's style does not match its CSP hash (%q)", csp)
+	}
+	if strings.Contains(string(page), "<script") || strings.Contains(string(page), "src=") || strings.Contains(string(page), "https://") {
+		e.t.Errorf("the test checkout page loads something: %s", page)
 	}
 	resp, err = c.PostForm(checkoutURL, url.Values{"action": {action}})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -867,4 +868,19 @@ func (s *Service) ViewFor(ctx context.Context, appointmentID, accountID string) 
 		v.CheckoutURL, v.ExpiresAt = p.CheckoutURL, p.CheckoutExpiresAt
 	}
 	return v, nil
+}
+
+// WebhookPath is where Stripe (and the test gateway) deliver events.
+const WebhookPath = "/api/v1/payments/stripe/webhook"
+
+// LoopbackWebhookURL returns our webhook endpoint on the loopback
+// interface for a server listening on listenAddr (":8080",
+// "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"): where the test gateway
+// delivers its events in TEST MODE.
+func LoopbackWebhookURL(listenAddr string) (string, error) {
+	_, port, err := net.SplitHostPort(listenAddr)
+	if err != nil || port == "" || port == "0" {
+		return "", fmt.Errorf("payments: listen address %q has no port", listenAddr)
+	}
+	return "http://" + net.JoinHostPort("127.0.0.1", port) + WebhookPath, nil
 }

@@ -1,0 +1,64 @@
+package payments
+
+import (
+	"testing"
+
+	"teleconsult/store/storetest"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		ok   bool
+		want Config
+	}{
+		{map[string]string{}, true, Config{}},
+		{map[string]string{"STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1", "STRIPE_API_BASE": "http://127.0.0.1:12111",
+			"PAYMENTS_PLATFORM_FEE_BPS": "750", "PAYMENTS_NO_SHOW_FEE_PERCENT": "50"}, true,
+			Config{SecretKey: "sk_test_1", WebhookSecret: "whsec_1", APIBase: "http://127.0.0.1:12111", PlatformFeeBasisPoints: 750, NoShowFeePercent: 50}},
+		{map[string]string{"PAYMENTS_PLATFORM_FEE_BPS": "10001"}, false, Config{}},
+		{map[string]string{"PAYMENTS_NO_SHOW_FEE_PERCENT": "-1"}, false, Config{}},
+		{map[string]string{"PAYMENTS_NO_SHOW_FEE_PERCENT": "half"}, false, Config{}},
+	} {
+		got, err := ConfigFromEnv(func(k string) string { return c.env[k] })
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("%v: %+v, %v", c.env, got, err)
+		}
+	}
+}
+
+func TestNewModes(t *testing.T) {
+	db := storetest.New(t)
+	if _, err := New(db, Config{SecretKey: "sk_test_1"}, nil); err == nil {
+		t.Error("a Stripe key without a webhook secret was accepted")
+	}
+	s, err := New(db, Config{SecretKey: "sk_test_1", WebhookSecret: "whsec_1", APIBase: "http://127.0.0.1:1"}, nil)
+	if err != nil || s.TestMode() || s.TestCheckoutHandler() != nil {
+		t.Errorf("with a key: test mode %v, %v", s != nil && s.TestMode(), err)
+	}
+	s, err = New(db, Config{}, nil)
+	if err != nil || !s.TestMode() || s.TestCheckoutHandler() == nil || s.cfg.WebhookSecret == "" {
+		t.Errorf("without a key: %v", err)
+	}
+	s.Close()
+	// Test mode never sends anything off this machine.
+	if _, err := New(db, Config{TestWebhookURL: "https://example.org/hook"}, nil); err == nil {
+		t.Error("a non-loopback test webhook URL was accepted")
+	}
+}
+
+func TestLoopbackWebhookURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		":8080":          "http://127.0.0.1:8080/api/v1/payments/stripe/webhook",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000/api/v1/payments/stripe/webhook",
+		"[::]:8080":      "http://127.0.0.1:8080/api/v1/payments/stripe/webhook",
+		"127.0.0.1:4321": "http://127.0.0.1:4321/api/v1/payments/stripe/webhook",
+		"localhost":      "",
+		":0":             "",
+	} {
+		got, err := LoopbackWebhookURL(addr)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("%q: %q, %v; want %q", addr, got, err, want)
+		}
+	}
+}
