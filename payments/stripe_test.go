@@ -24,7 +24,7 @@ import (
 const stripeMockVersion = "github.com/stripe/stripe-mock@v0.203.0"
 
 // findStripeMock returns the stripe-mock binary, installing it if needed.
-func findStripeMock(t *testing.T) string {
+func findStripeMock(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("stripe-mock"); err == nil {
 		return p
@@ -56,7 +56,7 @@ func findStripeMock(t *testing.T) string {
 	return ""
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func freePort(t *testing.T) string {
 
 // startStripeMock runs stripe-mock on loopback for the test and returns
 // its base URL.
-func startStripeMock(t *testing.T) string {
+func startStripeMock(t testing.TB) string {
 	t.Helper()
 	bin := findStripeMock(t)
 	httpAddr, httpsAddr := freePort(t), freePort(t)
@@ -311,5 +311,23 @@ func TestStripeGatewayErrors(t *testing.T) {
 	_, err = dead.GetPaymentIntent(context.Background(), "pi_123")
 	if !errors.Is(err, ErrGatewayUnavailable) {
 		t.Fatalf("unreachable Stripe: %v, want ErrGatewayUnavailable", err)
+	}
+}
+
+// BenchmarkStripeMockCheckout measures one Checkout Session creation
+// through stripe-go against stripe-mock on loopback (request encoding,
+// HTTP, response decoding; Stripe's own latency is not in it).
+func BenchmarkStripeMockCheckout(b *testing.B) {
+	g := NewStripeGateway("sk_test_123", startStripeMock(b), nil)
+	ctx := context.Background()
+	exp := time.Now().Add(31 * time.Minute)
+	for i := range b.N {
+		if _, err := g.CreateCheckout(ctx, CheckoutRequest{
+			AppointmentID: "5b0e7c52-3f7e-4a43-9d7b-1f0d3a2a9c11", Amount: 3000, Currency: "EUR", Destination: "acct_1",
+			ApplicationFee: 150, SuccessURL: "http://127.0.0.1/ok", CancelURL: "http://127.0.0.1/no", ExpiresAt: exp,
+			IdempotencyKey: fmt.Sprintf("bench:%d:%d", b.N, i),
+		}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
