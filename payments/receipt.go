@@ -10,6 +10,7 @@ import (
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
 
+	"teleconsult/booking"
 	"teleconsult/store"
 )
 
@@ -28,7 +29,31 @@ func (s *Service) Receipt(ctx context.Context, appointmentID, patientID string) 
 	return renderReceipt(f, s.TestMode())
 }
 
+// receiptWords are the receipt's words in the patient's language.
+var receiptWords = map[string]map[string]string{
+	"en": {
+		"title": "Payment receipt", "test": "TEST MODE — no real payment was made", "number": "Receipt number",
+		"paid_on": "Paid on", "patient": "Patient", "practitioner": "Practitioner", "specialty": "Specialty",
+		"rpps": "RPPS number", "address": "Address", "consultation": "Consultation", "video": "Video",
+		"in_person": "In person", "amount": "Amount paid", "refunded": "Refunded", "net": "Net paid",
+		"method": "Payment method", "card": "Card",
+		"footer": "This receipt states the amount paid for the consultation above. It contains no medical information.",
+	},
+	"fr": {
+		"title": "Reçu de paiement", "test": "MODE TEST — aucun paiement réel n'a eu lieu", "number": "Numéro de reçu",
+		"paid_on": "Payé le", "patient": "Patient", "practitioner": "Praticien", "specialty": "Spécialité",
+		"rpps": "Numéro RPPS", "address": "Adresse", "consultation": "Consultation", "video": "Vidéo",
+		"in_person": "Au cabinet", "amount": "Montant payé", "refunded": "Remboursé", "net": "Net payé",
+		"method": "Moyen de paiement", "card": "Carte",
+		"footer": "Ce reçu atteste du montant payé pour la consultation ci-dessus. Il ne contient aucune information médicale.",
+	},
+}
+
 func renderReceipt(f store.ReceiptFacts, testMode bool) ([]byte, error) {
+	w, ok := receiptWords[f.PatientLanguage]
+	if !ok {
+		w = receiptWords["fr"]
+	}
 	loc, err := time.LoadLocation(f.PractitionerTZ)
 	if err != nil {
 		loc = time.UTC
@@ -36,7 +61,7 @@ func renderReceipt(f store.ReceiptFacts, testMode bool) ([]byte, error) {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(*f.CapturedAt)
 	pdf.SetModificationDate(*f.CapturedAt)
-	pdf.SetTitle("Payment receipt", true)
+	pdf.SetTitle(w["title"], true)
 	pdf.SetProducer("teleconsult", true)
 	// Embedded UTF-8 fonts: accents in names render everywhere, and the
 	// PDF does not depend on fonts installed on the reader's machine.
@@ -46,11 +71,11 @@ func renderReceipt(f store.ReceiptFacts, testMode bool) ([]byte, error) {
 	pdf.AddPage()
 
 	pdf.SetFont("Go", "B", 18)
-	pdf.CellFormat(0, 10, "Payment receipt / Reçu de paiement", "", 1, "L", false, 0, "")
+	pdf.CellFormat(0, 10, w["title"], "", 1, "L", false, 0, "")
 	if testMode {
 		pdf.SetFont("Go", "B", 11)
 		pdf.SetTextColor(176, 0, 32)
-		pdf.CellFormat(0, 7, "TEST MODE — no real payment was made", "", 1, "L", false, 0, "")
+		pdf.CellFormat(0, 7, w["test"], "", 1, "L", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	}
 	pdf.Ln(4)
@@ -61,35 +86,35 @@ func renderReceipt(f store.ReceiptFacts, testMode bool) ([]byte, error) {
 		pdf.SetFont("Go", "", 10)
 		pdf.MultiCell(0, 7, value, "", "L", false)
 	}
-	row("Receipt number", f.AppointmentID)
-	row("Paid on", f.CapturedAt.In(loc).Format("2006-01-02 15:04 MST"))
-	row("Patient", f.PatientName)
+	row(w["number"], f.AppointmentID)
+	row(w["paid_on"], f.CapturedAt.In(loc).Format("2006-01-02 15:04 MST"))
+	row(w["patient"], f.PatientName)
 	pdf.Ln(3)
-	row("Practitioner", f.PractitionerName)
-	if f.Specialty != "" {
-		row("Specialty", f.Specialty)
+	row(w["practitioner"], f.PractitionerName)
+	if sp, ok := booking.SpecialtyByCode(f.Specialty); ok {
+		row(w["specialty"], sp.Label(f.PatientLanguage))
 	}
 	if f.PractitionerRPPS != "" {
-		row("RPPS", f.PractitionerRPPS)
+		row(w["rpps"], f.PractitionerRPPS)
 	}
 	if addr := joinNonEmpty(f.PractitionerAddr, f.PractitionerPost+" "+f.PractitionerCity); addr != "" {
-		row("Address", addr)
+		row(w["address"], addr)
 	}
 	pdf.Ln(3)
-	mode := "In person"
+	mode := w["in_person"]
 	if f.Mode == "video" {
-		mode = "Video"
+		mode = w["video"]
 	}
-	row("Consultation", mode+", "+f.StartsAt.In(loc).Format("2006-01-02 15:04 MST"))
-	row("Amount paid", formatAmount(f.AmountCaptured, f.Currency))
+	row(w["consultation"], mode+", "+f.StartsAt.In(loc).Format("2006-01-02 15:04 MST"))
+	row(w["amount"], formatAmount(f.AmountCaptured, f.Currency))
 	if f.AmountRefunded > 0 {
-		row("Refunded", formatAmount(f.AmountRefunded, f.Currency))
-		row("Net paid", formatAmount(f.AmountCaptured-f.AmountRefunded, f.Currency))
+		row(w["refunded"], formatAmount(f.AmountRefunded, f.Currency))
+		row(w["net"], formatAmount(f.AmountCaptured-f.AmountRefunded, f.Currency))
 	}
-	row("Payment method", "Card")
+	row(w["method"], w["card"])
 	pdf.Ln(8)
 	pdf.SetFont("Go", "", 8)
-	pdf.MultiCell(0, 4, "This receipt states the amount paid for the consultation above. It contains no medical information.", "", "L", false)
+	pdf.MultiCell(0, 4, w["footer"], "", "L", false)
 
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {

@@ -295,6 +295,7 @@ type ReceiptFacts struct {
 	AppointmentID      string     `db:"appointment_id"`
 	PatientID          string     `db:"patient_id"`
 	PatientName        string     `db:"patient_name"`
+	PatientLanguage    string     `db:"language"`
 	PractitionerName   string     `db:"practitioner_name"`
 	PractitionerRPPS   string     `db:"rpps"`
 	PractitionerAddr   string     `db:"address"`
@@ -319,7 +320,7 @@ func ReceiptFactsOf(ctx context.Context, q Q, appointmentID string) (ReceiptFact
 	if !IsUUID(appointmentID) {
 		return ReceiptFacts{}, ErrNotFound.With("receipt not found")
 	}
-	rows, err := q.Query(ctx, `SELECT p.appointment_id, p.patient_id, pa.name AS patient_name,
+	rows, err := q.Query(ctx, `SELECT p.appointment_id, p.patient_id, pa.name AS patient_name, pa.language,
 			pr.name AS practitioner_name, coalesce(d.rpps, '') AS rpps, coalesce(d.address, '') AS address,
 			coalesce(d.city, '') AS city, coalesce(d.postcode, '') AS postcode, coalesce(d.specialty, '') AS specialty,
 			coalesce(d.time_zone, 'UTC') AS time_zone,
