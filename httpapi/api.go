@@ -73,6 +73,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 		a.bookingRoutes(mux, a.Booking)
 	}
 	a.fhirRoutes(mux)
+	a.notifyRoutes(mux)
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the

@@ -12,7 +12,7 @@ import (
 
 func TestAdminOutbox(t *testing.T) {
 	e := newEnv(t)
-	e.start(e.API.notifyRoutes)
+	e.start()
 	admin, _ := e.user("admin", "Ada Admin")
 	patient, acct := e.user("patient", "Paul Patient")
 
@@ -95,7 +95,7 @@ func TestAdminOutbox(t *testing.T) {
 
 func TestNotificationPrefs(t *testing.T) {
 	e := newEnv(t)
-	e.start(e.API.notifyRoutes)
+	e.start()
 	c, acct := e.user("patient", "Paula Patient")
 
 	var p store.NotificationPrefs

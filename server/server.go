@@ -26,6 +26,7 @@ import (
 	"teleconsult/consult"
 	"teleconsult/httpapi"
 	"teleconsult/live"
+	"teleconsult/notify"
 	"teleconsult/relay"
 	"teleconsult/sfu"
 	"teleconsult/signaling"
@@ -43,6 +44,9 @@ type Config struct {
 	TrustProxy    bool
 	// MFARoles must use two-factor login; nil means auth.DefaultMFARoles.
 	MFARoles map[string]bool
+	// Notify configures email and SMS (SMTP_URL, MAIL_FROM, SMS_*);
+	// BaseURL and TokenKey are filled in here.
+	Notify notify.Config
 	// Media configures the SFU (public IPs, UDP ports, loopback).
 	Media sfu.Config
 	// TURN, when TURN.ListenUDP or TURN.ListenTCP is set, runs the
@@ -67,6 +71,7 @@ type Server struct {
 	Relay    *relay.Server
 	Consult  *consult.Service
 	Booking  *booking.Service
+	Notifier *notify.Worker
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -101,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) build(ctx context.Context) error {
+func (s *Server) build(ctx context.Context) (err error) {
 	cfg := s.cfg
 	v, err := openVault(ctx, cfg, s.DB)
 	if err != nil {
@@ -127,8 +132,20 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.buildVideo(); err != nil {
 		return err
 	}
+	ncfg := cfg.Notify
+	ncfg.BaseURL = cfg.BaseURL
+	ncfg.TokenKey = subkey(cfg.Secret, "action-link")
+	if s.Notifier, err = notify.NewWorker(s.DB, ncfg, cfg.Now); err != nil {
+		return err
+	}
+	s.Registry.MustRegister(s.Notifier)
+	pages := notify.NewActionPages(s.DB, ncfg, cfg.Now)
+	pages.Booking = s.Booking
+	pages.Slots = notify.SlotFinderFunc(s.nextSlots)
+
 	mux := http.NewServeMux()
 	s.API.Routes(mux)
+	pages.Routes(mux)
 	mux.Handle("GET /api/v1/signal", s.Signal)
 	s.handler = s.API.Handler(mux)
 	return nil
@@ -164,6 +181,28 @@ func (s *Server) buildVideo() error {
 	}, signer, s.Consult)
 	s.API.Consult = s.Consult
 	return nil
+}
+
+// nextSlots offers the next free slots of an appointment's practitioner
+// and consultation type (the reschedule page of an email link).
+func (s *Server) nextSlots(ctx context.Context, id string, limit int) ([]time.Time, error) {
+	a, err := store.AppointmentByID(ctx, s.DB.Pool, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	slots, err := s.Booking.Slots(ctx, a.PatientID, a.PractitionerID, a.ConsultationTypeID, now, now.Add(14*24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for _, sl := range slots {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, sl.Start)
+	}
+	return out, nil
 }
 
 // wsURL turns http(s)://host into ws(s)://host.
@@ -226,6 +265,13 @@ func (s *Server) Start() {
 	s.jobs.Add(1)
 	go func() { defer s.jobs.Done(); s.Live.Run(ctx) }()
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
+	s.jobs.Add(1)
+	go func() {
+		defer s.jobs.Done()
+		if err := s.Notifier.Run(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Error("notification worker stopped", "err", err)
+		}
+	}()
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()

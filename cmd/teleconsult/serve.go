@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"teleconsult/notify"
 	"teleconsult/server"
 	"teleconsult/store"
 )
@@ -41,6 +42,7 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
 		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
 		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
+		Notify: notify.EnvConfig(os.Getenv),
 	}
 	m := cfg.Media
 	if m.PublicIP != "" {
