@@ -185,3 +185,37 @@ func TestConsultHooks(t *testing.T) {
 		t.Errorf("join after the end: %d", st)
 	}
 }
+
+func TestPatientSeesWhoAccessedTheirData(t *testing.T) {
+	now := time.Now()
+	e := consultEnv(t, &now)
+	patient, pat := e.user("patient", "Paula")
+	doctor, doc := e.user("practitioner", "Dr Dee")
+	stranger, _ := e.user("patient", "Sid")
+	id := videoAppointment(t, e, doc.ID, pat.ID, now.Add(5*time.Minute), "video", "confirmed")
+	doctor.json("GET", "/api/v1/appointments/"+id+"/chat", nil, nil)
+	stranger.json("GET", "/api/v1/appointments/"+id+"/chat", nil, nil)
+	var log struct {
+		Accesses []struct {
+			Who, Role, Action, ObjectType, Outcome string
+		} `json:"accesses"`
+	}
+	if st := patient.json("GET", "/api/v1/account/access-log", nil, &log); st != 200 {
+		t.Fatalf("access log: %d", st)
+	}
+	var sawDoctor, sawDenied bool
+	for _, a := range log.Accesses {
+		sawDoctor = sawDoctor || (a.Who == "Dr Dee" && a.Outcome == "ok")
+		sawDenied = sawDenied || (a.Who == "Sid" && a.Outcome == "denied")
+	}
+	if !sawDoctor || !sawDenied {
+		t.Errorf("access log %+v", log)
+	}
+	var other struct {
+		Accesses []any `json:"accesses"`
+	}
+	stranger.json("GET", "/api/v1/account/access-log", nil, &other)
+	if len(other.Accesses) != 0 {
+		t.Errorf("a stranger sees accesses to others' data: %+v", other)
+	}
+}

@@ -2,8 +2,11 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
+	"teleconsult/audit"
 	"teleconsult/auth"
+	"teleconsult/store"
 )
 
 func (a *API) securityRoutes(mux *http.ServeMux) {
@@ -17,6 +20,7 @@ func (a *API) securityRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/account/sessions/{id}", a.revokeSession)
 	mux.HandleFunc("POST /api/v1/password/forgot", a.forgotPassword)
 	mux.HandleFunc("POST /api/v1/password/reset", a.resetPassword)
+	mux.HandleFunc("GET /api/v1/account/access-log", a.accessLog)
 }
 
 type codeBody struct {
@@ -237,4 +241,46 @@ func (a *API) resetPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// accessLog shows patients who accessed their records: every read and
+// write of their health data, and every refused attempt, newest first.
+func (a *API) accessLog(w http.ResponseWriter, r *http.Request) {
+	acct, err := a.account(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rows, err := audit.ForSubject(r.Context(), a.DB.Pool, acct.ID, 500)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	type entry struct {
+		At         time.Time `json:"at"`
+		Who        string    `json:"who"`
+		Role       string    `json:"role"`
+		Action     string    `json:"action"`
+		ObjectType string    `json:"object_type"`
+		ObjectID   string    `json:"object_id"`
+		Outcome    string    `json:"outcome"`
+	}
+	names := map[string]string{}
+	out := make([]entry, 0, len(rows))
+	for _, row := range rows {
+		who := ""
+		if row.ActorID != nil {
+			if n, ok := names[*row.ActorID]; ok {
+				who = n
+			} else if other, err := store.AccountByID(r.Context(), a.DB.Pool, *row.ActorID); err == nil {
+				who = other.Name
+				names[*row.ActorID] = who
+			}
+		}
+		if row.ActorID != nil && *row.ActorID == acct.ID {
+			who = "you"
+		}
+		out = append(out, entry{At: row.At, Who: who, Role: row.ActorRole, Action: row.Action, ObjectType: row.ObjectType, ObjectID: row.ObjectID, Outcome: row.Outcome})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accesses": out})
 }
