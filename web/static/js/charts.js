@@ -15,10 +15,12 @@ function svgEl(tag, attrs, text) {
  * barChart draws series (arrays of numbers, stacked) over labels and
  * returns a figure. format turns a value into text.
  */
-export function barChart({ title, labels, series, format = String, classes = ['bar', 'bar2'] }) {
-  const W = 480, H = 220, left = 44, bottom = 28, top = 12;
+export function barChart({ title, labels, series, format = String, classes = ['bar', 'bar2'], minMax = 1, integer = false }) {
+  const W = 400, H = 220, left = 56, bottom = 28, top = 12;
   const totals = labels.map((_, i) => series.reduce((s, ser) => s + (ser.values[i] || 0), 0));
-  const max = Math.max(1, ...totals);
+  let max = Math.max(minMax, ...totals);
+  // Counts get whole-number gridlines: the half-way line must be whole too.
+  if (integer) max = Math.ceil(max / 2) * 2;
   const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title });
   svg.append(svgEl('title', {}, title));
   const plotH = H - bottom - top;

@@ -58,14 +58,15 @@ function compute(appts, first) {
       kpi(t('dashboard.kcancel'), String(cancelled)),
       kpi(t('dashboard.krevenue'), fmtMoney(sum('revenue'), currency)));
     $('#chart-bookings').replaceChildren(barChart({ title: t('dashboard.bookings'), labels,
-      series: [{ name: t('dashboard.kbookings'), values: weeks.map((w) => w.booked) }], format: (v) => String(Math.round(v)) }));
+      series: [{ name: t('dashboard.kbookings'), values: weeks.map((w) => w.booked) }], format: (v) => String(Math.round(v)), minMax: 4, integer: true }));
     $('#chart-revenue').replaceChildren(barChart({ title: t('dashboard.revenue'), labels,
-      series: [{ name: t('dashboard.krevenue'), values: weeks.map((w) => w.revenue) }], format: (v) => fmtMoney(v, currency) }));
+      series: [{ name: t('dashboard.krevenue'), values: weeks.map((w) => w.revenue) }], format: (v) => fmtMoney(Math.round(v / 100) * 100, currency).replace(/[.,]00(?=\D*$)/, ''), minMax: 10000 }));
     $('#chart-outcomes').replaceChildren(barChart({ title: t('dashboard.outcomes'), labels,
       series: [{ name: t('dashboard.noshows'), values: weeks.map((w) => w.noShow) }, { name: t('dashboard.cancellations'), values: weeks.map((w) => w.cancelled) }],
-      format: (v) => String(Math.round(v)) }));
+      format: (v) => String(Math.round(v)), minMax: 2, integer: true }));
     $('#chart-video').replaceChildren(barChart({ title: t('dashboard.video'), labels,
-      series: [{ name: t('dashboard.videoshare'), values: weeks.map((w) => (w.booked ? w.video / w.booked : 0)) }], format: fmtPercent }));
+      series: [{ name: t('dashboard.videoshare'), values: weeks.map((w) => (w.booked ? w.video / w.booked : 0)) }], format: fmtPercent, minMax: 1 }));
+    $('#empty').hidden = booked + cancelled > 0;
   } catch (e) {
     show($('#msg'), 'error', e.message);
   }

@@ -67,7 +67,7 @@ async function loadSlots() {
       const daySlots = byDay.get(dayKey(d)) || [];
       const ul = el('ul', { class: 'slots' });
       for (const [n, s] of daySlots.entries()) {
-        const b = el('button', { type: 'button', 'aria-pressed': String(s.start === chosen), 'aria-label': fmtDateTime(s.start) }, fmtTime(s.start));
+        const b = el('button', { type: 'button', 'aria-pressed': String(s.start === chosen), 'aria-label': fmtDateTime(s.start), dataset: { start: s.start } }, fmtTime(s.start));
         b.addEventListener('click', () => {
           chosen = s.start;
           for (const x of days.querySelectorAll('button[aria-pressed]')) x.setAttribute('aria-pressed', 'false');

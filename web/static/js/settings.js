@@ -48,7 +48,8 @@ function hoursRow(h = { weekday: 1, start: '09:00', end: '12:00', consultation_t
 }
 
 async function loadHours() {
-  const hours = list(await api(BASE + '/opening-hours'), 'opening_hours');
+  const hours = list(await api(BASE + '/opening-hours'), 'opening_hours')
+    .sort((a, b) => (a.weekday + 6) % 7 - (b.weekday + 6) % 7 || a.start.localeCompare(b.start));
   $('#hours').replaceChildren(...hours.map(hoursRow));
 }
 

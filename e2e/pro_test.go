@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The practitioner's pages: the agenda by day and week with the new
+// booking, the appointment with its reason, the dashboard's charts, and
+// the settings editor (a new consultation type, opening hours, an absence).
+func TestPractitionerPages(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	id, _ := pat.book(doc, "Toux depuis trois jours", false, false)
+
+	pro := e.browser("practitioner")
+	pro.login("dr.roux@example.org")
+	pro.waitJS("agenda", fmt.Sprintf(`document.querySelector('#agenda li[data-id=%q]')`, id), 15*time.Second)
+	pro.screenshot("agenda-day", true)
+	pro.click("#view-week")
+	pro.waitJS("week", fmt.Sprintf(`document.querySelector('.week li[data-id=%q]')`, id), 15*time.Second)
+	pro.screenshot("agenda-week", true)
+
+	pro.open("/pro/appointments/" + id)
+	pro.waitJS("detail", `document.querySelector('#reason').textContent === 'Toux depuis trois jours'`, 10*time.Second)
+	pro.screenshot("pro-appointment", true)
+
+	pro.open("/pro/dashboard")
+	pro.waitJS("dashboard", `document.querySelectorAll('#kpis .kpi').length === 4 && document.querySelector('#chart-bookings svg')`, 10*time.Second)
+	pro.screenshot("dashboard", true)
+
+	pro.open("/pro/settings")
+	pro.waitJS("settings", `document.querySelectorAll('#types li').length === 1 && document.querySelectorAll('#hours tr').length === 7`, 10*time.Second)
+	// A new in-person type at 50 €.
+	pro.fill("#type-name", "Consultation au cabinet")
+	eval[bool](pro, `(() => { document.querySelector('#type-mode').value = 'in_person'; return true; })()`)
+	pro.fill("#type-duration", "20")
+	pro.fill("#type-fee", "50")
+	pro.click(`#type-form button[type=submit]`)
+	pro.waitJS("two types", `document.querySelectorAll('#types li').length === 2`, 10*time.Second)
+	// Monday mornings for it, saved with the rest.
+	pro.click("#add-hours")
+	eval[bool](pro, `(() => { const r = [...document.querySelectorAll('#hours tr')].pop();
+		r.querySelector('[name=type]').selectedIndex = 1; r.querySelector('[name=start]').value = '08:00'; r.querySelector('[name=end]').value = '12:00'; return true; })()`)
+	pro.click("#save-hours")
+	pro.waitJS("hours saved", `document.querySelectorAll('#hours tr').length === 8 && document.querySelector('#hours-msg').classList.contains('ok')`, 10*time.Second)
+	// An absence next month.
+	eval[bool](pro, `(() => { const d = new Date(Date.now() + 30 * 86400000); const s = d.toISOString().slice(0, 10);
+		document.querySelector('#abs-from').value = s + 'T08:00'; document.querySelector('#abs-to').value = s + 'T18:00'; return true; })()`)
+	pro.click(`#absence-form button[type=submit]`)
+	pro.waitJS("absence listed", `document.querySelectorAll('#absences li button').length === 1`, 10*time.Second)
+	pro.screenshot("settings", true)
+
+	// What the practitioner saved is what patients are offered.
+	var types struct {
+		Types []struct {
+			Name     string `json:"name"`
+			Mode     string `json:"mode"`
+			FeeCents int    `json:"fee_cents"`
+		} `json:"consultation_types"`
+	}
+	doc.api.call("GET", "/api/v1/practitioners/"+doc.id, nil, 200, &types)
+	found := false
+	for _, c := range types.Types {
+		if c.Name == "Consultation au cabinet" && c.Mode == "in_person" && c.FeeCents == 5000 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the new type is not on the public profile: %+v", types.Types)
+	}
+}
