@@ -7,26 +7,45 @@ import (
 	"time"
 
 	"github.com/go-pdf/fpdf"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
 
+	"teleconsult/audit"
 	"teleconsult/booking"
 	"teleconsult/store"
 )
 
 // Receipt renders the PDF receipt of what the patient paid for an
 // appointment, for their insurer. Only the appointment's patient gets it,
-// and only once money was captured; anything else is ErrNotFound, exactly
-// like a missing appointment.
-func (s *Service) Receipt(ctx context.Context, appointmentID, patientID string) ([]byte, error) {
+// and only once money was captured; anyone else is ErrNotFound, exactly
+// like a missing appointment. The receipt names the practitioner's
+// specialty, so each access is audited (a refusal too).
+func (s *Service) Receipt(ctx context.Context, who audit.Actor, appointmentID string) ([]byte, error) {
 	f, err := store.ReceiptFactsOf(ctx, s.db.Pool, appointmentID)
 	if err != nil {
 		return nil, err
 	}
-	if f.PatientID != patientID || f.AmountCaptured == 0 || f.CapturedAt == nil {
+	entry := audit.Entry{Actor: who, Action: "read", ObjectType: "receipt", ObjectID: appointmentID,
+		SubjectID: f.PatientID, Outcome: audit.OK}
+	if who.ID == "" || f.PatientID != who.ID {
+		entry.Outcome = audit.Denied
+		if err := s.db.Tx(ctx, func(tx pgx.Tx) error { return audit.Record(ctx, tx, entry) }); err != nil {
+			return nil, err
+		}
 		return nil, store.ErrNotFound.With("receipt not found")
 	}
-	return renderReceipt(f, s.TestMode())
+	if f.AmountCaptured == 0 || f.CapturedAt == nil {
+		return nil, store.ErrNotFound.With("receipt not found")
+	}
+	pdf, err := renderReceipt(f, s.TestMode())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.Tx(ctx, func(tx pgx.Tx) error { return audit.Record(ctx, tx, entry) }); err != nil {
+		return nil, err
+	}
+	return pdf, nil
 }
 
 // receiptWords are the receipt's words in the patient's language.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"teleconsult/audit"
 	"teleconsult/store"
 )
 
@@ -37,7 +38,7 @@ func TestJourneyPayCompleteCapture(t *testing.T) {
 	if pi.Status != IntentRequiresCapture || pi.AmountCapturable != 4500 || pi.Destination == "" || pi.ApplicationFee != 450 {
 		t.Fatalf("hold at Stripe: %+v", pi)
 	}
-	if _, err := e.svc.Receipt(ctx, appt, e.patient); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.svc.Receipt(ctx, audit.Actor{ID: e.patient, Role: "patient"}, appt); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("receipt before capture: %v", err)
 	}
 
@@ -57,15 +58,21 @@ func TestJourneyPayCompleteCapture(t *testing.T) {
 	if n := e.intentsOf(appt); n != 1 {
 		t.Fatalf("%d payment intents for one appointment", n)
 	}
-	pdf, err := e.svc.Receipt(ctx, appt, e.patient)
+	pdf, err := e.svc.Receipt(ctx, audit.Actor{ID: e.patient, Role: "patient"}, appt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(pdf, []byte("%PDF-")) || len(pdf) < 1000 {
 		t.Fatalf("receipt is not a PDF (%d bytes)", len(pdf))
 	}
-	if _, err := e.svc.Receipt(ctx, appt, e.practitioner); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.svc.Receipt(ctx, audit.Actor{ID: e.practitioner, Role: "practitioner"}, appt); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("receipt for someone else: %v", err)
+	}
+	var ok, denied int
+	e.db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE outcome = 'ok'), count(*) FILTER (WHERE outcome = 'denied')
+		FROM audit_log WHERE object_type = 'receipt' AND object_id = $1 AND subject_id = $2`, appt, e.patient).Scan(&ok, &denied)
+	if ok != 1 || denied != 1 {
+		t.Fatalf("audit: %d reads, %d refusals of the receipt", ok, denied)
 	}
 }
 
@@ -88,7 +95,7 @@ func TestJourneyPayThenCancelReleasesHold(t *testing.T) {
 	if pi := e.intent(p.PaymentIntent); p.State != store.PaymentCanceled || pi.Status != IntentCanceled || pi.AmountReceived != 0 {
 		t.Fatalf("after cancel: payment %s, intent %+v", p.State, pi)
 	}
-	if _, err := e.svc.Receipt(ctx, appt, e.patient); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.svc.Receipt(ctx, audit.Actor{ID: e.patient, Role: "patient"}, appt); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("receipt of a released hold: %v", err)
 	}
 }
