@@ -1,8 +1,17 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"teleconsult/auth"
+	"teleconsult/store"
 )
 
 // The device check of the consultation page: the patient sees their
@@ -22,4 +31,159 @@ func TestConsultDeviceCheck(t *testing.T) {
 		t.Error("the page does not say which appointment this is")
 	}
 	pat.screenshot("consult-check", true)
+}
+
+// recordPeerConnections makes every page of the person keep its
+// RTCPeerConnections in window.__pcs, so that the test can read their
+// statistics (a test hook injected through the DevTools protocol, not
+// part of the pages).
+func (p *person) recordPeerConnections() {
+	p.e.t.Helper()
+	const src = `(() => { const Native = window.RTCPeerConnection; if (!Native) return;
+		window.__pcs = [];
+		window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
+		window.RTCPeerConnection.prototype = Native.prototype;
+		Object.setPrototypeOf(window.RTCPeerConnection, Native); })();`
+	if _, err := chromedp.Call(p.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+		p.e.t.Fatal(err)
+	}
+}
+
+// framesDecoded sums framesDecoded of the inbound video of every
+// peer connection of the page.
+const framesDecoded = `(async () => { let n = 0;
+	for (const pc of window.__pcs || []) { if (pc.connectionState === 'closed') continue;
+		(await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded || 0; }); }
+	return n; })()`
+
+// pharmacy creates a pharmacy in Lyon and its pharmacist's account.
+func (e *env) pharmacy(email string) {
+	e.t.Helper()
+	ctx := context.Background()
+	ph, err := store.SavePharmacy(ctx, e.srv.DB.Pool, store.Pharmacy{Name: "Pharmacie du Marché", Address: "3 place du Marché", City: "Lyon", Postcode: "69002"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	acct, err := e.srv.Auth.Create(ctx, auth.RolePharmacist, email, password, "Pharmacie du Marché", "fr")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := store.SetPharmacist(ctx, e.srv.DB.Pool, acct.ID, ph.ID); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// Journey 2: the patient joins and waits; the practitioner sees them
+// waiting and admits them; each side decodes the other's video; a chat
+// message crosses; the practitioner writes, signs and sends a
+// prescription; the patient sees it and sends it to a pharmacy, which
+// accepts and dispenses it.
+func TestJourneyConsultAndPrescription(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	e.pharmacy("pharma@example.org")
+
+	pat := e.browser("patient")
+	pat.recordPeerConnections()
+	pat.signup("Camille Martin", "camille@example.org")
+	// The identity a prescription carries.
+	pat.open("/account")
+	pat.waitJS("identity form", `!document.querySelector('#identity').hidden`, 10*time.Second)
+	pat.fill("#id-birth", "1990-04-12")
+	pat.click(`#identity-form button[type=submit]`)
+	pat.waitJS("identity saved", `document.querySelector('#identity-msg').classList.contains('ok')`, 10*time.Second)
+	patientID := eval[string](pat, `fetch('/api/v1/me').then((r) => r.json()).then((m) => m.id)`)
+	id, _ := pat.bookAt(doc, "Fièvre et toux", 0, false, true)
+
+	// The patient checks their devices and enters the waiting room.
+	pat.open("/consult/" + id)
+	pat.waitJS("camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	pat.click("#enter")
+	pat.waitJS("waiting room", `!document.querySelector('#room').hidden && document.querySelector('#overlay').textContent.includes("salle d'attente")`, 15*time.Second)
+	pat.screenshot("consult-waiting", true)
+
+	// The practitioner sees them waiting and admits them.
+	pro := e.browser("practitioner")
+	pro.recordPeerConnections()
+	pro.login("dr.roux@example.org")
+	pro.waitJS("waiting signal", fmt.Sprintf(`!document.querySelector('#waiting').hidden && document.querySelector('#waiting a[href="/consult/%s"]')`, id), 20*time.Second)
+	pro.screenshot("agenda-waiting", true)
+	pro.click(fmt.Sprintf(`#waiting a[href="/consult/%s"]`, id))
+	pro.waitJS("camera preview", `location.pathname.startsWith('/consult/') && document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	pro.click("#enter")
+	pro.waitJS("patient in the waiting list", `document.querySelector('#waiting-list button.admit')`, 15*time.Second)
+	pro.click("#waiting-list button.admit")
+
+	// Media flows both ways, and each receives the other's stream.
+	for _, p := range []*person{pat, pro} {
+		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 20*time.Second)
+		p.waitJS("frames decoded", framesDecoded+` .then((n) => n > 0)`, 20*time.Second)
+	}
+	if got := eval[string](pro, `document.querySelector('#remote').dataset.participant`); got != patientID {
+		t.Errorf("the practitioner receives the stream of %q, want the patient %q", got, patientID)
+	}
+	if got := eval[string](pat, `document.querySelector('#remote').dataset.participant`); got != doc.id {
+		t.Errorf("the patient receives the stream of %q, want the practitioner %q", got, doc.id)
+	}
+
+	// A chat message crosses.
+	pat.fill("#chat-text", "Bonjour docteur")
+	pat.click(`#chat-form button[type=submit]`)
+	pro.waitJS("chat message", `[...document.querySelectorAll('#chat-log li')].some((li) => li.textContent.includes('Bonjour docteur'))`, 10*time.Second)
+	pat.screenshot("consult-call-patient", true)
+
+	// The practitioner writes, previews and signs a prescription.
+	pro.fill(`#rx-items [name=drug]`, "Amoxicilline")
+	pro.fill(`#rx-items [name=strength]`, "500 mg")
+	pro.fill(`#rx-items [name=form]`, "gélule")
+	pro.fill(`#rx-items [name=dosage]`, "1 gélule matin et soir")
+	pro.fill(`#rx-items [name=duration_days]`, "7")
+	pro.click("#rx-preview")
+	pro.waitJS("draft saved", `!document.querySelector('#rx-sign').hidden`, 15*time.Second)
+	pdf := eval[string](pro, `fetch(document.querySelector('#rx-pdf').href).then((r) => r.headers.get('Content-Type'))`)
+	if !strings.HasPrefix(pdf, "application/pdf") {
+		t.Errorf("preview is %q, want a PDF", pdf)
+	}
+	pro.click("#rx-sign")
+	pro.waitJS("signed", `!document.querySelector('#rx-status').hidden`, 20*time.Second)
+	pro.screenshot("consult-call-practitioner", true)
+
+	// The practitioner ends the consultation; both see it ended.
+	eval[bool](pro, `(() => { window.confirm = () => true; return true; })()`)
+	pro.click("#end")
+	for _, p := range []*person{pat, pro} {
+		p.waitJS("ended", `!document.querySelector('#ended').hidden`, 15*time.Second)
+	}
+
+	// The patient finds the prescription and sends it to the pharmacy.
+	pat.open("/prescriptions")
+	pat.waitJS("prescription", `document.querySelectorAll('#list li[data-id]').length === 1`, 15*time.Second)
+	if txt := pat.text("#list"); !strings.Contains(txt, "Amoxicilline") {
+		t.Errorf("the patient's prescription reads %q", txt)
+	}
+	number := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.prescriptions || d)[0].number)`)
+	code := pat.text("#list li[data-id] code")
+	pat.click("#list li[data-id] button.secondary")
+	pat.fill("#pharmacy-place", "Lyon")
+	pat.click("#pharmacy-search")
+	pat.waitJS("pharmacy listed", `document.querySelector('#pharmacies input[name=pharmacy]')`, 10*time.Second)
+	pat.click("#send-ok")
+	pat.waitJS("sent", `!document.querySelector('#notice').hidden`, 10*time.Second)
+	pat.screenshot("prescriptions", true)
+
+	// The pharmacist accepts it by number and access code, and dispenses it.
+	ph := e.browser("pharmacist")
+	ph.login("pharma@example.org")
+	ph.waitJS("inbox", `document.querySelectorAll('#inbox li[data-id]').length === 1`, 15*time.Second)
+	ph.fill("#number", number)
+	ph.fill("#access", code)
+	ph.click(`#accept-form button[type=submit]`)
+	ph.waitJS("held", `!document.querySelector('#held').hidden`, 15*time.Second)
+	ph.screenshot("pharmacy-held", true)
+	ph.click("#dispense")
+	ph.waitJS("dispensed", `!document.querySelector('#notice').hidden && document.querySelector('#held').hidden`, 15*time.Second)
+	st := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.prescriptions || d)[0].status)`)
+	if st != "completed" {
+		t.Errorf("after dispensing, the prescription is %q, want completed", st)
+	}
 }

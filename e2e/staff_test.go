@@ -9,7 +9,6 @@ import (
 
 	"teleconsult/auth"
 	"teleconsult/server"
-	"teleconsult/store"
 )
 
 // A practitioner's first login sets up two-factor login in the page (key,
@@ -68,17 +67,7 @@ func decodeSecret(t *testing.T, s string) []byte {
 func TestStaffPages(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ph, err := store.SavePharmacy(ctx, e.srv.DB.Pool, store.Pharmacy{Name: "Pharmacie du Marché", Address: "3 place du Marché", City: "Lyon", Postcode: "69002"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := e.srv.Auth.Create(ctx, auth.RolePharmacist, "pharma@example.org", password, "Pharmacie du Marché", "fr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SetPharmacist(ctx, e.srv.DB.Pool, acct.ID, ph.ID); err != nil {
-		t.Fatal(err)
-	}
+	e.pharmacy("pharma@example.org")
 	if _, err := e.srv.Auth.Create(ctx, auth.RoleAdmin, "admin@example.org", password, "Admin", "fr"); err != nil {
 		t.Fatal(err)
 	}
