@@ -27,6 +27,10 @@ type Config struct {
 	LogLevel      string // LOG_LEVEL: debug, info, warn, error
 	MFARoles      string // MFA_REQUIRED_ROLES: comma-separated roles, or "none"
 	Media         mediaConfig
+	TLSCert       string // TLS_CERT_FILE: serve HTTPS with this certificate
+	TLSKey        string // TLS_KEY_FILE
+	AutocertHosts string // TLS_AUTOCERT_DOMAINS: obtain certificates automatically (ACME)
+	ACMEHTTPAddr  string // ACME_HTTP_ADDR: where ACME http-01 challenges are answered (default :80)
 }
 
 // mfaRoles parses MFA_REQUIRED_ROLES; empty means the default.
@@ -73,6 +77,10 @@ func bindServe(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.BaseURL, "base-url", os.Getenv("BASE_URL"), "public URL used in links (BASE_URL; default http://localhost<addr>)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", os.Getenv("TRUST_PROXY") == "true", "take client addresses from X-Forwarded-For (TRUST_PROXY=true)")
 	bindMedia(fs, &cfg.Media)
+	fs.StringVar(&cfg.TLSCert, "tls-cert-file", os.Getenv("TLS_CERT_FILE"), "serve HTTPS with this certificate (TLS_CERT_FILE)")
+	fs.StringVar(&cfg.TLSKey, "tls-key-file", os.Getenv("TLS_KEY_FILE"), "private key of the certificate (TLS_KEY_FILE)")
+	fs.StringVar(&cfg.AutocertHosts, "tls-autocert-domains", os.Getenv("TLS_AUTOCERT_DOMAINS"), "comma-separated domains to obtain certificates for automatically (TLS_AUTOCERT_DOMAINS)")
+	fs.StringVar(&cfg.ACMEHTTPAddr, "acme-http-addr", envOr("ACME_HTTP_ADDR", ":80"), "address answering ACME challenges and redirecting to HTTPS (ACME_HTTP_ADDR)")
 	fs.StringVar(&cfg.MFARoles, "mfa-required-roles", os.Getenv("MFA_REQUIRED_ROLES"), "roles that must use two-factor login, or none (MFA_REQUIRED_ROLES; default practitioner,pharmacist,admin)")
 }
 
@@ -83,12 +91,19 @@ func (cfg *Config) finish() error {
 	if cfg.MasterKeyFile == "" {
 		cfg.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
 	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together")
+	}
 	if cfg.BaseURL == "" && cfg.Addr != "" {
 		host := cfg.Addr
 		if strings.HasPrefix(host, ":") {
 			host = "localhost" + host
 		}
-		cfg.BaseURL = "http://" + host
+		scheme := "http://"
+		if cfg.TLSCert != "" || cfg.AutocertHosts != "" {
+			scheme = "https://"
+		}
+		cfg.BaseURL = scheme + host
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	return nil

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/acme/autocert"
 
 	"teleconsult/notify"
 	"teleconsult/server"
@@ -105,8 +110,26 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 2)
+	switch {
+	case cfg.TLSCert != "":
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		go func() { errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey) }()
+	case cfg.AutocertHosts != "":
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(strings.Split(cfg.AutocertHosts, ",")...),
+			Cache:      autocert.DirCache(filepath.Join(cfg.DataDir, "autocert")),
+		}
+		srv.TLSConfig = m.TLSConfig()
+		srv.TLSConfig.MinVersion = tls.VersionTLS12
+		challenge := &http.Server{Addr: cfg.ACMEHTTPAddr, Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- challenge.ListenAndServe() }()
+		defer challenge.Close()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	default:
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	log.Info("serving", "url", cfg.BaseURL, "addr", ln.Addr().String())
 	fmt.Fprintf(os.Stderr, "\n  teleconsult is running: %s\n\n", cfg.BaseURL)
 
