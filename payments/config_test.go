@@ -1,8 +1,13 @@
 package payments
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"teleconsult/store"
 	"teleconsult/store/storetest"
 )
 
@@ -60,5 +65,37 @@ func TestLoopbackWebhookURL(t *testing.T) {
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("%q: %q, %v; want %q", addr, got, err, want)
 		}
+	}
+}
+
+func TestRegisterMetrics(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	reg := prometheus.NewRegistry()
+	if err := e.svc.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	appt, url := e.book(24*time.Hour, 3000)
+	e.checkout(url, "pay")
+	e.waitFor(appt, store.StatusConfirmed, store.PaymentAuthorized)
+	e.settleDeliveries()
+	if err := e.svc.HandleWebhook(context.Background(), []byte("{}"), "t=1,v1=00"); err == nil {
+		t.Fatal("unsigned delivery accepted")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	if got["teleconsult_payments_webhook_events_total/applied"] < 1 || got["teleconsult_payments_webhook_events_total/rejected"] != 1 {
+		t.Fatalf("metrics: %v", got)
 	}
 }

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"teleconsult/store"
@@ -25,11 +26,13 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 		}
 		for _, p := range ps {
 			if err := s.settle(ctx, p.AppointmentID); err != nil {
+				s.countGatewayError(err)
 				// The lease runs out and a later pass tries again.
 				s.log.Warn("reconcile payment", "appointment_id", p.AppointmentID, "state", p.State, "err", err)
 			}
 		}
 		total += len(ps)
+		s.metrics.reconciled.Add(float64(len(ps)))
 		if len(ps) < reconcileBatch || ctx.Err() != nil {
 			return total, ctx.Err()
 		}
@@ -53,4 +56,16 @@ func (s *Service) RunJobs(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// countGatewayError counts a failed payments step by kind.
+func (s *Service) countGatewayError(err error) {
+	kind := "other"
+	switch {
+	case errors.Is(err, ErrGatewayUnavailable):
+		kind = "unavailable"
+	case errors.Is(err, ErrCardDeclined), errors.Is(err, ErrAuthenticationRequired):
+		kind = "declined"
+	}
+	s.metrics.gateway.WithLabelValues(kind).Inc()
 }

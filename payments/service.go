@@ -115,6 +115,8 @@ type Service struct {
 	// skew shifts the service's clock (tests jump ahead with it).
 	skew atomic.Int64
 
+	metrics *metrics
+
 	bg      sync.WaitGroup // background settlements
 	closing chan struct{}
 	closed  sync.Once
@@ -133,7 +135,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, errors.New("payments: platform fee must be 0-10000 basis points and no-show fee 0-100%")
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	s := &Service{db: db, cfg: cfg, log: log.With("component", "payments"), closing: make(chan struct{})}
+	s := &Service{db: db, cfg: cfg, log: log.With("component", "payments"), closing: make(chan struct{}), metrics: newMetrics()}
 	if cfg.SecretKey != "" {
 		if cfg.WebhookSecret == "" {
 			return nil, errors.New("payments: STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY")

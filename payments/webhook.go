@@ -25,33 +25,45 @@ const MaxWebhookBody = 256 << 10
 // cannot move a payment backwards. An error other than ErrBadSignature
 // means "try again later" (Stripe retries for three days).
 func (s *Service) HandleWebhook(ctx context.Context, payload []byte, signature string) error {
+	outcome, err := s.handleWebhook(ctx, payload, signature)
+	if err != nil {
+		outcome = "error"
+		if errors.Is(err, ErrBadSignature) {
+			outcome = "rejected"
+		}
+	}
+	s.metrics.webhooks.WithLabelValues(outcome).Inc()
+	return err
+}
+
+func (s *Service) handleWebhook(ctx context.Context, payload []byte, signature string) (outcome string, err error) {
 	ev, err := webhook.ConstructEvent(payload, signature, s.cfg.WebhookSecret)
 	if err != nil {
-		return ErrBadSignature.Wrap(err)
+		return "", ErrBadSignature.Wrap(err)
 	}
 	if ev.ID == "" || ev.Data == nil {
-		return ErrBadSignature.With("the event has no id or data")
+		return "", ErrBadSignature.With("the event has no id or data")
 	}
 	// A cheap early answer for redeliveries; the unique row inserted with
 	// the effect is what guarantees at most once.
 	if done, err := store.StripeEventProcessed(ctx, s.db.Pool, ev.ID); err != nil || done {
-		return err
+		return "duplicate", err
 	}
 	appointmentID, o, known, err := s.eventTarget(ctx, ev)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !known {
 		// Not about a payment of ours (or a type we do not act on): note
 		// it so that redeliveries stop here.
-		return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		return "ignored", s.db.Tx(ctx, func(tx pgx.Tx) error {
 			_, err := store.MarkStripeEvent(ctx, tx, ev.ID, string(ev.Type))
 			return err
 		})
 	}
 	settle, err := s.apply(ctx, ev.ID, string(ev.Type), appointmentID, o)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if settle {
 		if err := s.settle(ctx, appointmentID); err != nil {
@@ -59,7 +71,7 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, signature s
 			s.log.Warn("settle after webhook", "appointment_id", appointmentID, "err", err)
 		}
 	}
-	return nil
+	return "applied", nil
 }
 
 // eventTarget finds the payment an event is about and what Stripe says of
