@@ -3,7 +3,7 @@
 // serve stays hidden.
 
 import { api, list, session, ApiError } from './api.js';
-import { t, fmtDate } from './i18n.js';
+import { t, fmtDate, fmtDateTime } from './i18n.js';
 import { $, el, show, busy, empty } from './ui.js';
 
 // served reports whether the API serves path for some method: the router
@@ -98,5 +98,16 @@ async function loadRelatives() {
       f.reset();
       note('#password-msg', t('account.passwordchanged'));
     });
+  }
+
+  if (me.role === 'patient' && (await served('/account/access-log'))) {
+    $('#access').hidden = false;
+    const rows = list(await api('/account/access-log'), 'accesses').slice(0, 100);
+    $('#access-rows').replaceChildren(...(rows.length ? rows.map((r) => el('tr', {},
+      el('td', {}, fmtDateTime(r.at)),
+      el('td', {}, r.who === 'you' ? t('account.accessyou') : [r.who, r.role ? t('role.' + r.role) : ''].filter(Boolean).join(' · ')),
+      el('td', {}, `${r.action} · ${r.object_type}`),
+      el('td', {}, el('span', { class: r.outcome === 'denied' ? 'badge bad' : 'badge ok' }, t('account.outcome.' + r.outcome)))))
+      : [el('tr', {}, el('td', { colspan: '4', class: 'muted' }, t('admin.nothing')))]));
   }
 })().catch((e) => show($('#msg'), 'error', e.message));

@@ -30,18 +30,15 @@ function render(a) {
   delay.hidden = !a.delay_minutes;
   delay.textContent = a.delay_minutes ? t('appointment.delay', { n: a.delay_minutes }) : '';
 
-  const pay = $('#pay');
-  pay.hidden = !(a.status === 'pending_payment' && a.payment && a.payment.checkout_url);
-  if (!pay.hidden) pay.href = a.payment.checkout_url;
+  $('#pay').hidden = true;
   const join = $('#join');
   join.hidden = !canJoin(a);
   join.href = '/consult/' + encodeURIComponent(a.id);
   const ics = $('#ics');
   ics.hidden = !['confirmed', 'arrived', 'in_progress'].includes(a.status);
   ics.href = '/api/v1' + base + '/ics';
-  const receipt = $('#receipt');
-  receipt.hidden = !a.paid_at && !['completed'].includes(a.status);
-  receipt.href = '/api/v1' + base + '/receipt';
+  $('#receipt').hidden = true;
+  $('#receipt').href = '/api/v1' + base + '/receipt';
 
   const future = new Date(startOf(a)).getTime() > Date.now();
   const changeable = isOpen(a) && future && a.status !== 'in_progress';
@@ -63,6 +60,25 @@ function render(a) {
 
 async function load() {
   render(await api(base));
+  await loadPayment();
+}
+
+// loadPayment shows how the appointment is paid: a link back to the open
+// checkout, the card hold, the receipt once charged.
+async function loadPayment() {
+  let p;
+  try {
+    p = await api(base + '/payment');
+  } catch {
+    return; // a free consultation, or payments are not enabled
+  }
+  const pay = $('#pay');
+  pay.hidden = !(appt.status === 'pending_payment' && p.checkout_url);
+  if (!pay.hidden) pay.href = p.checkout_url;
+  $('#receipt').hidden = !(p.captured_cents > 0);
+  const line = $('#payment-state');
+  line.textContent = t('payment.' + p.state, { amount: fmtMoney(p.amount_cents, p.currency) }) + (p.test_mode ? ' ' + t('payment.testmode') : '');
+  line.hidden = false;
 }
 
 // After the payment page, the webhook may land a moment after the
