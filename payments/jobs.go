@@ -20,7 +20,7 @@ const reconcileBatch = 20
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		ps, err := store.ClaimDuePayments(ctx, s.db.Pool, s.now(), staleAfter, jobLease, reconcileBatch)
+		ps, err := store.ClaimDuePayments(ctx, s.db.Pool, s.now(), staleAfter, jobLease, AuthorizeLead, reconcileBatch)
 		if err != nil {
 			return total, err
 		}

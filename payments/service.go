@@ -759,7 +759,8 @@ func (s *Service) settle(ctx context.Context, appointmentID string) error {
 		if appt.Status != store.StatusPendingPayment && appt.Status != store.StatusConfirmed {
 			return s.record(ctx, appointmentID, observation{state: store.PaymentCanceled})
 		}
-		if p.AuthorizeAt != nil && !now.Before(*p.AuthorizeAt) {
+		// From the current start: the appointment may have been moved.
+		if authAt := appt.StartsAt.Add(-AuthorizeLead); !now.Before(authAt) {
 			return s.authorizeOffSession(ctx, p, appt)
 		}
 	case store.PaymentAuthorized:
@@ -806,7 +807,7 @@ func (s *Service) authorizeOffSession(ctx context.Context, p store.Payment, appt
 		}
 	}
 	// Deterministic from our own data, so that a retry is the same request.
-	deadline := p.AuthorizeAt.Add(actionTTL)
+	deadline := appt.StartsAt.Add(-AuthorizeLead + actionTTL)
 	if last := appt.StartsAt.Add(-time.Hour); deadline.After(last) {
 		deadline = last
 	}
@@ -863,6 +864,16 @@ func (s *Service) ViewFor(ctx context.Context, appointmentID, accountID string) 
 	}
 	if accountID == "" || (accountID != p.PatientID && accountID != p.PractitionerID) {
 		return View{}, store.ErrNotFound.With("payment not found")
+	}
+	if p.State == store.PaymentCardSaved {
+		appt, err := store.AppointmentByID(ctx, s.db.Pool, appointmentID)
+		if err != nil {
+			return View{}, err
+		}
+		at := appt.StartsAt.Add(-AuthorizeLead)
+		p.AuthorizeAt = &at
+	} else {
+		p.AuthorizeAt = nil
 	}
 	v := View{State: p.State, Amount: p.Amount, Currency: p.Currency, AuthorizeAt: p.AuthorizeAt,
 		AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded, PaidAt: p.CapturedAt, TestMode: s.TestMode()}

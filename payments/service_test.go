@@ -415,3 +415,37 @@ func TestLapsedHoldIsNoticed(t *testing.T) {
 		t.Fatalf("capture of a lapsed hold: %v", err)
 	}
 }
+
+// TestRescheduledFarBookingAuthorizesFromNewStart: moving a consult whose
+// card is saved moves its off-session authorisation with it.
+func TestRescheduledFarBookingAuthorizesFromNewStart(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	ctx := context.Background()
+	appt, url := e.book(10*24*time.Hour, 6000)
+	e.checkout(url, "save")
+	e.waitFor(appt, store.StatusConfirmed, store.PaymentCardSaved)
+	a, err := store.AppointmentByID(ctx, e.db.Pool, appt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := a.StartsAt.Add(3 * 24 * time.Hour)
+	if err := store.MoveAppointment(ctx, e.db.Pool, appt, later, later.Add(20*time.Minute), e.patient); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.svc.ViewFor(ctx, appt, e.patient)
+	if err != nil || v.AuthorizeAt == nil || !v.AuthorizeAt.Equal(later.Add(-AuthorizeLead)) {
+		t.Fatalf("view after reschedule: %+v %v", v, err)
+	}
+	e.advance(9 * 24 * time.Hour) // 48 h before the old start, 4 days before the new one
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.payment(appt); p.State != store.PaymentCardSaved {
+		t.Fatalf("authorised for the old start: %s", p.State)
+	}
+	e.advance(3 * 24 * time.Hour)
+	if _, err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(appt, store.StatusConfirmed, store.PaymentAuthorized)
+}

@@ -158,10 +158,12 @@ func ExtendHold(ctx context.Context, q Q, appointmentID string, until time.Time)
 }
 
 // ClaimDuePayments leases up to limit payments that a payments job must
-// look at (see the WHERE clause), for lease, and returns them. Rows
+// look at (see the WHERE clause), for lease, and returns them: open
+// checkouts not heard of for staleAfter, saved cards within
+// authorizeLead of their appointment, holds to capture or release. Rows
 // another node holds (locked now, or leased) are skipped, so several nodes
 // can run the job at once without doing the same work.
-func ClaimDuePayments(ctx context.Context, q Q, now time.Time, staleAfter, lease time.Duration, limit int) ([]Payment, error) {
+func ClaimDuePayments(ctx context.Context, q Q, now time.Time, staleAfter, lease, authorizeLead time.Duration, limit int) ([]Payment, error) {
 	rows, err := q.Query(ctx, `UPDATE payments p SET lease_until = $1::timestamptz + $3::interval
 		WHERE p.appointment_id IN (
 			SELECT p2.appointment_id FROM payments p2 JOIN appointments a ON a.id = p2.appointment_id
@@ -171,8 +173,10 @@ func ClaimDuePayments(ctx context.Context, q Q, now time.Time, staleAfter, lease
 				(p2.state IN ('checkout_open', 'setup_open', 'action_required')
 				   AND (p2.updated_at < $1::timestamptz - $2::interval
 				        OR p2.checkout_expires_at < $1 OR a.status NOT IN ('pending_payment', 'confirmed')))
-				-- a saved card due for its authorisation, or whose appointment went away
-				OR (p2.state = 'card_saved' AND (p2.authorize_at <= $1 OR a.status NOT IN ('pending_payment', 'confirmed')))
+				-- a saved card due for its authorisation (from the appointment's
+				-- current start: it may have been rescheduled), or whose
+				-- appointment went away
+				OR (p2.state = 'card_saved' AND (a.starts_at - $5::interval <= $1 OR a.status NOT IN ('pending_payment', 'confirmed')))
 				-- a hold whose appointment was completed, cancelled or missed
 				OR (p2.state = 'authorized' AND a.status NOT IN ('pending_payment', 'confirmed', 'arrived', 'in_progress'))
 				-- a hold Stripe has released after 7 days uncaptured
@@ -181,7 +185,7 @@ func ClaimDuePayments(ctx context.Context, q Q, now time.Time, staleAfter, lease
 			ORDER BY p2.updated_at
 			LIMIT $4
 			FOR UPDATE OF p2 SKIP LOCKED)
-		RETURNING `+paymentColumns, now, staleAfter, lease, limit)
+		RETURNING `+paymentColumns, now, staleAfter, lease, limit, authorizeLead)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim payments: %w", err)
 	}
