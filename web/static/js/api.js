@@ -1,7 +1,18 @@
 // api.js: calls to the JSON API (/api/v1), errors as messages a person can
 // read, and the session every page starts from.
 
-import { t } from './i18n.js';
+import { t, lang } from './i18n.js';
+
+// message gives an API error in the page's language: the catalogue's
+// apierror.<code> when it has one, else the server's own words. In
+// English the server's message is kept, as it may carry details (a time,
+// a field name) that the catalogue's generic sentence lacks.
+function message(code, serverMessage, fallback) {
+  const key = 'apierror.' + code;
+  const translated = t(key);
+  if (translated !== key && (lang !== 'en' || !serverMessage)) return translated;
+  return serverMessage || fallback;
+}
 
 /** ApiError is a failed API call, with the server's message. */
 export class ApiError extends Error {
@@ -31,7 +42,8 @@ export async function api(path, { method = 'GET', body } = {}) {
   if (!res.ok) {
     const e = data && data.error;
     const fallback = res.status === 404 ? t('error.notfound') : t('error.generic');
-    throw new ApiError(res.status, (e && e.code) || 'http_' + res.status, (e && e.message) || fallback);
+    const code = (e && e.code) || 'http_' + res.status;
+    throw new ApiError(res.status, code, message(code, e && e.message, fallback));
   }
   return data;
 }
