@@ -209,38 +209,29 @@ func (s *Service) StartCheckout(ctx context.Context, q store.Q, a store.Appointm
 		return "", time.Time{}, ErrInvalidBooking.With("only a pending paid booking with an ISO currency can be paid")
 	}
 	now := s.now()
-	p := store.Payment{
-		AppointmentID: a.ID, PatientID: a.PatientID, PractitionerID: a.PractitionerID,
-		State: store.PaymentCheckoutOpen, Amount: int64(a.FeeCents), Currency: a.Currency,
-	}
-	b := struct {
-		AppointmentID, PatientID, PractitionerID string
-		Amount                                   int64
-		StartsAt                                 time.Time
-	}{a.ID, a.PatientID, a.PractitionerID, int64(a.FeeCents), a.StartsAt}
-	if acct, err := store.PayoutAccountOf(ctx, q, b.PractitionerID); err == nil && acct.ChargesEnabled {
-		p.Destination, p.ApplicationFee = acct.Account, s.fee(b.Amount)
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", time.Time{}, err
-	}
-	setup := b.StartsAt.Sub(now) > HoldWindow
-	if setup {
-		p.State = store.PaymentSetupOpen
-		authAt := b.StartsAt.Add(-AuthorizeLead)
-		p.AuthorizeAt = &authAt
-		if p.Customer, err = s.customer(ctx, q, b.PatientID); err != nil {
-			return "", time.Time{}, err
-		}
-	}
-	if err := store.InsertPayment(ctx, q, p); err != nil {
-		return "", time.Time{}, err
-	}
 	// The expiry is stored before Stripe is called: a repair after a
 	// crash sends the very same request, which the idempotency key makes
 	// return the session already created.
 	exp := now.Add(CheckoutTTL).Truncate(time.Second)
-	p.CheckoutExpiresAt = &exp
-	if err := store.UpdatePayment(ctx, q, p); err != nil {
+	p := store.Payment{
+		AppointmentID: a.ID, PatientID: a.PatientID, PractitionerID: a.PractitionerID,
+		State: store.PaymentCheckoutOpen, Amount: int64(a.FeeCents), Currency: a.Currency,
+		CheckoutExpiresAt: &exp,
+	}
+	if acct, err := store.PayoutAccountOf(ctx, q, a.PractitionerID); err == nil && acct.ChargesEnabled {
+		p.Destination, p.ApplicationFee = acct.Account, s.fee(p.Amount)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", time.Time{}, err
+	}
+	if a.StartsAt.Sub(now) > HoldWindow {
+		p.State = store.PaymentSetupOpen
+		authAt := a.StartsAt.Add(-AuthorizeLead)
+		p.AuthorizeAt = &authAt
+		if p.Customer, err = s.customer(ctx, q, a.PatientID); err != nil {
+			return "", time.Time{}, err
+		}
+	}
+	if err := store.InsertPayment(ctx, q, p); err != nil {
 		return "", time.Time{}, err
 	}
 	cs, err := s.createSession(ctx, p)
@@ -251,7 +242,7 @@ func (s *Service) StartCheckout(ctx context.Context, q store.Q, a store.Appointm
 	if err := store.UpdatePayment(ctx, q, p); err != nil {
 		return "", time.Time{}, err
 	}
-	if err := store.ExtendHold(ctx, q, b.AppointmentID, exp); err != nil {
+	if err := store.ExtendHold(ctx, q, a.ID, exp); err != nil {
 		return "", time.Time{}, err
 	}
 	return cs.URL, exp, nil

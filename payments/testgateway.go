@@ -339,6 +339,8 @@ func (g *testGateway) lapseIntent(ctx context.Context, tx pgx.Tx, p *tgIntent, e
 }
 
 func (g *testGateway) newSession(ctx context.Context, r CheckoutRequest, mode string) (CheckoutSession, error) {
+	// Stripe sees expires_at as Unix seconds: so does the fingerprint.
+	r.ExpiresAt = time.Unix(r.ExpiresAt.Unix(), 0).UTC()
 	var out tgSession
 	err := g.idempotent(ctx, r.IdempotencyKey, r, &out, func(tx pgx.Tx, _ func(string, map[string]any)) (any, error) {
 		// Stripe checks parameters after replaying a known key.

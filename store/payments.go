@@ -68,10 +68,10 @@ const paymentColumns = `appointment_id, patient_id, practitioner_id, state, amou
 // for the same appointment is a conflict.
 func InsertPayment(ctx context.Context, q Q, p Payment) error {
 	_, err := q.Exec(ctx, `INSERT INTO payments (appointment_id, patient_id, practitioner_id, state, amount,
-		currency, application_fee, destination, customer, authorize_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		currency, application_fee, destination, customer, authorize_at, checkout_expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		p.AppointmentID, p.PatientID, p.PractitionerID, p.State, p.Amount, p.Currency, p.ApplicationFee,
-		p.Destination, p.Customer, p.AuthorizeAt)
+		p.Destination, p.Customer, p.AuthorizeAt, p.CheckoutExpiresAt)
 	if err != nil {
 		if ConstraintViolated(err, "payments_pkey") {
 			return problem.ErrConflict.With("this appointment already has a payment").Wrap(err)
