@@ -2,10 +2,13 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
 
 	"teleconsult/store"
 	"teleconsult/store/storetest"
@@ -19,8 +22,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{map[string]string{}, true, Config{}},
 		{map[string]string{"STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1", "STRIPE_API_BASE": "http://127.0.0.1:12111",
-			"PAYMENTS_PLATFORM_FEE_BPS": "750", "PAYMENTS_NO_SHOW_FEE_PERCENT": "50"}, true,
-			Config{SecretKey: "sk_test_1", WebhookSecret: "whsec_1", APIBase: "http://127.0.0.1:12111", PlatformFeeBasisPoints: 750, NoShowFeePercent: 50}},
+			"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_2", "PAYMENTS_PLATFORM_FEE_BPS": "750", "PAYMENTS_NO_SHOW_FEE_PERCENT": "50"}, true,
+			Config{SecretKey: "sk_test_1", WebhookSecret: "whsec_1", ConnectWebhookSecret: "whsec_2", APIBase: "http://127.0.0.1:12111",
+				PlatformFeeBasisPoints: 750, NoShowFeePercent: 50}},
 		{map[string]string{"PAYMENTS_PLATFORM_FEE_BPS": "10001"}, false, Config{}},
 		{map[string]string{"PAYMENTS_NO_SHOW_FEE_PERCENT": "-1"}, false, Config{}},
 		{map[string]string{"PAYMENTS_NO_SHOW_FEE_PERCENT": "half"}, false, Config{}},
@@ -97,5 +101,37 @@ func TestRegisterMetrics(t *testing.T) {
 	}
 	if got["teleconsult_payments_webhook_events_total/applied"] < 1 || got["teleconsult_payments_webhook_events_total/rejected"] != 1 {
 		t.Fatalf("metrics: %v", got)
+	}
+}
+
+// TestConnectAccountUpdated: an account.updated event signed with the
+// Connect endpoint's secret turns destination charges on for the
+// practitioner's next bookings.
+func TestConnectAccountUpdated(t *testing.T) {
+	e := newEnv(t, false, Config{ConnectWebhookSecret: "whsec_connect"})
+	ctx := context.Background()
+	if _, err := store.SavePayoutAccount(ctx, e.db.Pool, e.practitioner, "acct_live_1", false); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.book(24*time.Hour, 3000)
+	if p := e.payment(before); p.Destination != "" || p.ApplicationFee != 0 {
+		t.Fatalf("destination before onboarding: %q", p.Destination)
+	}
+	body := []byte(`{"id":"evt_acct_1","object":"event","api_version":"` + stripe.APIVersion + `","type":"account.updated","data":{"object":{"id":"acct_live_1","object":"account","charges_enabled":true}}}`)
+	bad := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_other"})
+	if err := e.svc.HandleWebhook(ctx, body, bad.Header); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	good := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_connect"})
+	if err := e.svc.HandleWebhook(ctx, body, good.Header); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := store.PayoutAccountOf(ctx, e.db.Pool, e.practitioner)
+	if err != nil || !acct.ChargesEnabled {
+		t.Fatalf("account after account.updated: %+v %v", acct, err)
+	}
+	appt, _ := e.book(26*time.Hour, 3000)
+	if p := e.payment(appt); p.Destination != "acct_live_1" {
+		t.Fatalf("destination after onboarding: %q", p.Destination)
 	}
 }

@@ -61,6 +61,10 @@ type Config struct {
 	// WebhookSecret is STRIPE_WEBHOOK_SECRET (whsec_...). In test mode it
 	// may be empty: a random one is made for the test gateway.
 	WebhookSecret string
+	// ConnectWebhookSecret is STRIPE_CONNECT_WEBHOOK_SECRET, the secret of
+	// a Connect webhook endpoint (events of practitioners' accounts, such
+	// as account.updated) pointed at the same URL. Optional.
+	ConnectWebhookSecret string
 	// APIBase is STRIPE_API_BASE: another Stripe API base URL (tests).
 	APIBase string
 	// PlatformFeeBasisPoints is our fee on each charge, in 1/100 of a
@@ -79,13 +83,14 @@ type Config struct {
 }
 
 // ConfigFromEnv reads STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET,
-// STRIPE_API_BASE, PAYMENTS_PLATFORM_FEE_BPS and
+// STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_API_BASE, PAYMENTS_PLATFORM_FEE_BPS and
 // PAYMENTS_NO_SHOW_FEE_PERCENT with getenv (os.Getenv).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		SecretKey:     getenv("STRIPE_SECRET_KEY"),
-		WebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"),
-		APIBase:       getenv("STRIPE_API_BASE"),
+		SecretKey:            getenv("STRIPE_SECRET_KEY"),
+		WebhookSecret:        getenv("STRIPE_WEBHOOK_SECRET"),
+		ConnectWebhookSecret: getenv("STRIPE_CONNECT_WEBHOOK_SECRET"),
+		APIBase:              getenv("STRIPE_API_BASE"),
 	}
 	for _, v := range []struct {
 		name string

@@ -449,3 +449,21 @@ func TestRescheduledFarBookingAuthorizesFromNewStart(t *testing.T) {
 	}
 	e.waitFor(appt, store.StatusConfirmed, store.PaymentAuthorized)
 }
+
+// TestPaidAfterSlotReleasedIsReleasedForFree: the hold arrives after the
+// booking side gave the slot up; the hold is released at once, nothing is
+// charged, and the slot stays free.
+func TestPaidAfterSlotReleasedIsReleasedForFree(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	ctx := context.Background()
+	appt, url := e.book(24*time.Hour, 3000)
+	if _, err := store.ExpireHolds(ctx, e.db.Pool, "", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.checkout(url, "pay")
+	e.waitFor(appt, store.StatusExpired, store.PaymentCanceled)
+	e.settleDeliveries()
+	if pi := e.intent(e.payment(appt).PaymentIntent); pi.Status != IntentCanceled || pi.AmountReceived != 0 {
+		t.Fatalf("late hold: %+v", pi)
+	}
+}

@@ -38,6 +38,12 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, signature s
 
 func (s *Service) handleWebhook(ctx context.Context, payload []byte, signature string) (outcome string, err error) {
 	ev, err := webhook.ConstructEvent(payload, signature, s.cfg.WebhookSecret)
+	if err != nil && s.cfg.ConnectWebhookSecret != "" {
+		var cerr error
+		if ev, cerr = webhook.ConstructEvent(payload, signature, s.cfg.ConnectWebhookSecret); cerr == nil {
+			err = nil
+		}
+	}
 	if err != nil {
 		return "", ErrBadSignature.Wrap(err)
 	}
