@@ -357,8 +357,15 @@ func (p *person) text(sel string) string {
 func (p *person) fill(sel, value string) {
 	p.e.t.Helper()
 	p.do("fill "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
-	eval[bool](p, fmt.Sprintf(`(() => { document.querySelector(%q).value = ''; return true; })()`, sel))
-	p.do("fill "+sel, chromedp.SendKeys(chromedp.CSS(sel), value))
+	// Date and time pickers take keys segment by segment in the browser's
+	// locale order: set them as the picker would.
+	picker := eval[bool](p, fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		if (['date', 'time', 'datetime-local', 'number'].includes(el.type)) {
+			el.value = %q; el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); return true; }
+		el.value = ''; return false; })()`, sel, value))
+	if !picker {
+		p.do("fill "+sel, chromedp.SendKeys(chromedp.CSS(sel), value))
+	}
 }
 
 // click clicks the first visible element matching a CSS selector.

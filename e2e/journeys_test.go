@@ -227,3 +227,51 @@ func TestJourneyOtherPatientLockedOut(t *testing.T) {
 	a.open("/appointments/" + id)
 	a.waitJS("still there", `document.querySelector('#status-badge') && ['confirmed', 'pending_payment'].includes(document.querySelector('#status-badge').dataset.status)`, 10*time.Second)
 }
+
+// A patient adds a relative in their account and books for them; the
+// appointment and the practitioner's agenda name the relative. The
+// practitioner then announces a delay, which the patient sees.
+func TestBookForRelativeAndDelay(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	pat.open("/account")
+	pat.waitJS("relatives", `!document.querySelector('#relatives').hidden`, 10*time.Second)
+	pat.fill("#given", "Léa")
+	pat.fill("#family", "Martin")
+	pat.fill("#birth", "2018-06-01")
+	pat.click(`#relative-form button[type=submit]`)
+	pat.waitJS("relative listed", `document.querySelector('#relatives-list').textContent.includes('Léa Martin')`, 10*time.Second)
+
+	pat.open("/practitioners/" + doc.id)
+	pat.waitJS("slots and relatives", `document.querySelectorAll('#days .slots button').length > 0 && document.querySelectorAll('#who option').length === 2`, 15*time.Second)
+	eval[bool](pat, `(() => { [...document.querySelectorAll('#days .slots button[data-start]')].find((b) => new Date(b.dataset.start) > Date.now() + 3600e3).click();
+		const who = document.querySelector('#who'); who.selectedIndex = 1; return true; })()`)
+	pat.click("#book")
+	pat.waitJS("appointment", `location.pathname.startsWith('/appointments/') || !location.pathname.startsWith('/practitioners/')`, 15*time.Second)
+	if !strings.HasPrefix(eval[string](pat, `location.pathname`), "/appointments/") {
+		pat.click(`button[value=pay]`)
+		pat.waitJS("appointment", `location.pathname.startsWith('/appointments/')`, 15*time.Second)
+	}
+	pat.waitJS("for the relative", `document.querySelector('#patient').textContent.includes('Léa Martin')`, 10*time.Second)
+	id := strings.TrimPrefix(eval[string](pat, `location.pathname`), "/appointments/")
+
+	pro := e.browser("practitioner")
+	pro.login("dr.roux@example.org")
+	pro.open("/pro/agenda?view=week")
+	pro.waitJS("relative in the agenda", fmt.Sprintf(`(document.querySelector('li[data-id=%q]') || {textContent: ''}).textContent.includes('Léa Martin')`, id), 15*time.Second)
+
+	// A delay announced today reaches today's appointments.
+	pro.open("/pro/appointments/" + id)
+	pro.waitJS("detail", `document.querySelector('#patient').textContent.includes('Léa Martin')`, 10*time.Second)
+	if eval[bool](pro, `!document.querySelector('#delay-box').hidden`) {
+		eval[bool](pro, `(() => { document.querySelector('#delay-minutes').value = '20'; return true; })()`)
+		pro.click(`#delay-form button[type=submit]`)
+		pro.waitJS("delay announced", `!document.querySelector('#notice').hidden`, 10*time.Second)
+		pat.open("/appointments/" + id)
+		pat.waitJS("delay shown", `!document.querySelector('#delay').hidden && document.querySelector('#delay').textContent.includes('20')`, 10*time.Second)
+	} else {
+		t.Log("the appointment is not confirmed (no payment step): the delay part did not run")
+	}
+}
