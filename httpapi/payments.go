@@ -18,6 +18,7 @@ func (a *API) paymentsRoutes(mux *http.ServeMux, svc *payments.Service) {
 	mux.HandleFunc("GET /api/v1/appointments/{id}/payment", h.payment)
 	mux.HandleFunc("GET /api/v1/appointments/{id}/receipt", h.receipt)
 	mux.HandleFunc("POST /api/v1/practitioner/payouts/onboard", h.onboard)
+	mux.HandleFunc("GET /api/v1/admin/payments", h.adminPayments)
 	if page := svc.TestCheckoutHandler(); page != nil {
 		mux.Handle("GET "+payments.TestCheckoutPattern, page)
 		mux.Handle("POST "+payments.TestCheckoutPattern, page)
@@ -99,4 +100,19 @@ func (h *paymentHandlers) onboard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"url": url})
+}
+
+// adminPayments lists recent payments for operators, optionally those in
+// one state (?status=failed).
+func (h *paymentHandlers) adminPayments(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.accountWithRole(r, "admin"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ps, err := h.svc.Recent(r.Context(), r.URL.Query().Get("status"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"payments": ps})
 }

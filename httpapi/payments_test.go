@@ -219,6 +219,22 @@ func TestPaymentsJourneyAPI(t *testing.T) {
 		t.Fatalf("receipt of a malformed id: %d", resp.StatusCode)
 	}
 
+	// Operators see payments by state; nobody else sees the route.
+	adm, _ := e.user("admin", "Ops")
+	var list struct {
+		Payments []payments.Summary `json:"payments"`
+	}
+	if st := adm.json("GET", "/api/v1/admin/payments?status=captured", nil, &list); st != 200 || len(list.Payments) != 1 ||
+		list.Payments[0].AppointmentID != a.ID || list.Payments[0].AmountCaptured != 5000 {
+		t.Fatalf("admin payments: %d %+v", st, list)
+	}
+	if resp, _ := adm.do("GET", "/api/v1/admin/payments?status=nonsense", nil); resp.StatusCode != 400 {
+		t.Fatalf("bad status filter: %d", resp.StatusCode)
+	}
+	if resp, _ := pat.do("GET", "/api/v1/admin/payments", nil); resp.StatusCode != 404 {
+		t.Fatalf("patient on the admin route: %d", resp.StatusCode)
+	}
+
 	// Book, pay, cancel: the hold is released, nothing charged.
 	b := e.bookPaid(t, pat, docID, paidID, 1)
 	pressButton(t, pat, b.Payment.CheckoutURL, "pay")

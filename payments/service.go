@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -892,4 +893,44 @@ func LoopbackWebhookURL(listenAddr string) (string, error) {
 		return "", fmt.Errorf("payments: listen address %q has no port", listenAddr)
 	}
 	return "http://" + net.JoinHostPort("127.0.0.1", port) + WebhookPath, nil
+}
+
+// Summary is a payment as an operator sees it: ids and amounts, no
+// card or health data.
+type Summary struct {
+	AppointmentID  string    `json:"appointment_id"`
+	Status         string    `json:"status"`
+	Amount         int64     `json:"amount_cents"`
+	Currency       string    `json:"currency"`
+	AmountCaptured int64     `json:"captured_cents"`
+	AmountRefunded int64     `json:"refunded_cents"`
+	PaymentIntent  string    `json:"payment_intent,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// ErrBadState is a payment state filter that is not one.
+var ErrBadState = problem.New(problem.Invalid, "bad_status", "status must be a payment state")
+
+var paymentStates = []string{store.PaymentCheckoutOpen, store.PaymentSetupOpen, store.PaymentCardSaved,
+	store.PaymentActionRequired, store.PaymentAuthorized, store.PaymentCaptured, store.PaymentRefunded,
+	store.PaymentCanceled, store.PaymentFailed, store.PaymentExpired}
+
+// Recent lists the 100 most recently changed payments in a state (any
+// when state is empty), for the operators' page.
+func (s *Service) Recent(ctx context.Context, state string) ([]Summary, error) {
+	if state != "" && !slices.Contains(paymentStates, state) {
+		return nil, ErrBadState.Withf("status must be one of %s", strings.Join(paymentStates, ", "))
+	}
+	ps, err := store.RecentPayments(ctx, s.db.Pool, state, 100)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Summary, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, Summary{AppointmentID: p.AppointmentID, Status: p.State, Amount: p.Amount, Currency: p.Currency,
+			AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded, PaymentIntent: p.PaymentIntent,
+			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt})
+	}
+	return out, nil
 }

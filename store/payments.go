@@ -424,3 +424,18 @@ func SaveTestGatewayIdempotent(ctx context.Context, q Q, key, fingerprint string
 	}
 	return nil
 }
+
+// RecentPayments lists up to limit payments, newest first, in the given
+// state (any state when state is empty), for operators.
+func RecentPayments(ctx context.Context, q Q, state string, limit int) ([]Payment, error) {
+	rows, err := q.Query(ctx, `SELECT `+paymentColumns+` FROM payments
+		WHERE $1 = '' OR state = $1 ORDER BY updated_at DESC, appointment_id LIMIT $2`, state, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent payments: %w", err)
+	}
+	ps, err := pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+	if err != nil {
+		return nil, fmt.Errorf("store: recent payments: %w", err)
+	}
+	return ps, nil
+}
