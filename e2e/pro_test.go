@@ -19,17 +19,26 @@ func TestPractitionerPages(t *testing.T) {
 	pro := e.browser("practitioner")
 	pro.login("dr.roux@example.org")
 	pro.waitJS("agenda", fmt.Sprintf(`document.querySelector('#agenda li[data-id=%q]')`, id), 15*time.Second)
+	if msg := pro.text("#msg"); msg != "" {
+		t.Errorf("the agenda shows %q", msg)
+	}
 	pro.screenshot("agenda-day", true)
 	pro.click("#view-week")
 	pro.waitJS("week", fmt.Sprintf(`document.querySelector('.week li[data-id=%q]')`, id), 15*time.Second)
 	pro.screenshot("agenda-week", true)
 
 	pro.open("/pro/appointments/" + id)
-	pro.waitJS("detail", `document.querySelector('#reason').textContent === 'Toux depuis trois jours'`, 10*time.Second)
+	pro.waitJS("detail", `document.querySelector('#reason').textContent === 'Toux depuis trois jours' && document.querySelector('#history li')`, 10*time.Second)
+	if msg := pro.text("#msg"); msg != "" {
+		t.Errorf("the appointment page shows %q", msg)
+	}
 	pro.screenshot("pro-appointment", true)
 
 	pro.open("/pro/dashboard")
 	pro.waitJS("dashboard", `document.querySelectorAll('#kpis .kpi').length === 4 && document.querySelector('#chart-bookings svg')`, 10*time.Second)
+	if msg := pro.text("#msg"); msg != "" {
+		t.Errorf("the dashboard shows %q", msg)
+	}
 	pro.screenshot("dashboard", true)
 
 	pro.open("/pro/settings")

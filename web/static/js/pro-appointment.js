@@ -26,10 +26,11 @@ function render(a) {
 }
 
 // history lists the practitioner's other appointments with the same
-// patient over the past year and the year ahead.
+// patient over the past year and the month ahead (the API serves at most
+// 400 days at a time).
 async function history(a) {
   const box = $('#history');
-  const q = new URLSearchParams({ from: new Date(Date.now() - 365 * 86400000).toISOString(), to: new Date(Date.now() + 365 * 86400000).toISOString() });
+  const q = new URLSearchParams({ from: new Date(Date.now() - 365 * 86400000).toISOString(), to: new Date(Date.now() + 30 * 86400000).toISOString() });
   const items = list(await api('/appointments?' + q), 'appointments')
     .filter((h) => h.id !== a.id && h.patient_id === a.patient_id && (h.relative_id || '') === (a.relative_id || ''))
     .sort((x, y) => new Date(startOf(y)) - new Date(startOf(x)));
