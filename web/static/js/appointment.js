@@ -157,6 +157,8 @@ function listen() {
   try {
     await load();
     listen();
+    // The join button appears when the room opens, without a reload.
+    setInterval(() => { if (appt) render(appt); }, 30000);
     if (paid) await waitForPayment();
   } catch (e) {
     show($('#msg'), 'error', e.message);
