@@ -491,6 +491,13 @@ func TestNextFreeAndSearch(t *testing.T) {
 	if _, err := f.svc.Search(f.ctx, SearchQuery{Specialty: "astrology"}); kindOf(err) != problem.Invalid {
 		t.Fatalf("unknown specialty: %v", err)
 	}
+	// A disabled account is no longer listed.
+	if _, err := f.db.Pool.Exec(f.ctx, `UPDATE accounts SET disabled_at = now() WHERE id = $1`, f.doc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.svc.Search(f.ctx, SearchQuery{City: "Paris"}); len(res) != 0 {
+		t.Fatalf("disabled practitioner listed: %+v", res)
+	}
 }
 
 func TestDelayAbsenceAndStaleRefresh(t *testing.T) {

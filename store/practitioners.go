@@ -380,7 +380,10 @@ type SearchResult struct {
 // longitude is that times cos(latitude).
 const kmPerDegreeLat = 111.195
 
-// SearchPractitioners runs a directory search. The query is assembled
+// SearchPractitioners runs a directory search. Disabled or erased
+// accounts are dropped from the page after it is cut (filtering them
+// before would cost a probe of accounts per candidate), so a page may
+// hold fewer than Limit results although later pages exist. The query is assembled
 // from the filters present so that PostgreSQL can pick the matching
 // index (specialty, city, postcode, the point index, ...) and walk it in
 // next-availability order, and only the page's rows are joined to their
@@ -437,9 +440,10 @@ func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) ([]SearchResu
 	if f.Limit <= 0 || f.Limit > 100 {
 		f.Limit = 20
 	}
-	// Disabled or erased accounts are not listed.
-	where = append(where, "NOT EXISTS (SELECT 1 FROM accounts x WHERE x.id = p.account_id AND (x.disabled_at IS NOT NULL OR x.erased_at IS NOT NULL))")
-	cond := strings.Join(where, " AND ")
+	cond := "true"
+	if len(where) > 0 {
+		cond = strings.Join(where, " AND ")
+	}
 	modeCond := "true"
 	if f.VideoOnly {
 		modeCond = "c.mode = 'video'"
@@ -454,7 +458,7 @@ func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) ([]SearchResu
 		SELECT page.account_id, a.name, page.specialty, page.city, page.postcode, page.address, page.languages,
 			page.photo_url, page.offers_video, page.distance_km,
 			n.next_free_at AS next_start, n.duration_minutes AS next_duration, n.id::text AS next_type_id
-		FROM page JOIN accounts a ON a.id = page.account_id
+		FROM page JOIN accounts a ON a.id = page.account_id AND a.disabled_at IS NULL AND a.erased_at IS NULL
 		LEFT JOIN LATERAL (SELECT c.id, c.next_free_at, c.duration_minutes FROM consultation_types c
 			WHERE c.practitioner_id = page.account_id AND c.active AND c.next_free_at IS NOT NULL AND ` + modeCond + `
 			ORDER BY c.next_free_at, c.id LIMIT 1) n ON true
