@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"teleconsult/store"
 )
 
 // stripeMockVersion is the stripe-mock the tests install when missing.
@@ -329,5 +331,85 @@ func BenchmarkStripeMockCheckout(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestServiceRequestsToStripe runs the service itself in Stripe mode
+// (STRIPE_SECRET_KEY, STRIPE_API_BASE) against stripe-mock: booking a
+// consultation whose type and specialty would reveal health data sends
+// Stripe a destination charge with our fee, manual capture, a key derived
+// from the appointment id, and nothing but "Consultation" and opaque ids;
+// completing it sends the capture with its own key.
+func TestServiceRequestsToStripe(t *testing.T) {
+	rc, base := startRecorder(t, startStripeMock(t))
+	e := newEnv(t, false, Config{SecretKey: "sk_test_123", WebhookSecret: "whsec_x", APIBase: base, PlatformFeeBasisPoints: 1000})
+	ctx := context.Background()
+	if e.svc.TestMode() {
+		t.Fatal("test mode with a secret key")
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE practitioners SET specialty = 'psychiatry' WHERE account_id = $1`, e.practitioner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE accounts SET name = 'Dr Psy Dépression' WHERE id = $1`, e.practitioner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SavePayoutAccount(ctx, e.db.Pool, e.practitioner, "acct_1Prac", true); err != nil {
+		t.Fatal(err)
+	}
+	appt, url := e.book(2*24*time.Hour, 8000)
+	if url == "" {
+		t.Fatal("no checkout url from stripe-mock")
+	}
+	p := e.payment(appt)
+	if p.CheckoutSession == "" || p.Destination != "acct_1Prac" || p.ApplicationFee != 800 {
+		t.Fatalf("payment after checkout: %+v", p)
+	}
+	// Stripe (mock) says nothing useful back; pretend the hold came.
+	p.State, p.PaymentIntent = store.PaymentAuthorized, "pi_123"
+	if err := store.UpdatePayment(ctx, e.db.Pool, p); err != nil {
+		t.Fatal(err)
+	}
+	e.transition(appt, store.StatusPendingPayment, store.StatusCompleted)
+	_ = e.svc.OnCompleted(ctx, appt) // stripe-mock's fixture is not a captured intent; the request is what we check
+
+	var checkout, capture *recorded
+	reqs := rc.all()
+	for i, r := range reqs {
+		for _, vs := range r.Form {
+			for _, v := range vs {
+				for _, secret := range []string{"psychiatr", "dépression", "psy", "zoé", "martin", "suivi"} {
+					if strings.Contains(strings.ToLower(v), secret) {
+						t.Errorf("%s %s sends %q to Stripe", r.Method, r.Path, v)
+					}
+				}
+			}
+		}
+		switch {
+		case r.Method == "POST" && r.Path == "/v1/checkout/sessions":
+			checkout = &reqs[i]
+		case r.Method == "POST" && r.Path == "/v1/payment_intents/pi_123/capture":
+			capture = &reqs[i]
+		}
+	}
+	if checkout == nil || capture == nil {
+		t.Fatalf("requests: %+v", reqs)
+	}
+	for k, v := range map[string]string{
+		"mode": "payment", "payment_intent_data[capture_method]": "manual",
+		"payment_intent_data[transfer_data][destination]": "acct_1Prac", "payment_intent_data[on_behalf_of]": "acct_1Prac",
+		"payment_intent_data[application_fee_amount]": "800", "payment_intent_data[description]": Description,
+		"payment_intent_data[metadata][appointment_id]": appt, "line_items[0][price_data][unit_amount]": "8000",
+		"line_items[0][price_data][product_data][name]": Description,
+	} {
+		if got := checkout.Form.Get(k); got != v {
+			t.Errorf("checkout %s = %q, want %q", k, got, v)
+		}
+	}
+	if checkout.IdempotencyKey != "appointment:"+appt+":checkout:v1" {
+		t.Errorf("checkout idempotency key %q", checkout.IdempotencyKey)
+	}
+	if capture.IdempotencyKey != "appointment:"+appt+":capture:v1" || capture.Form.Get("amount_to_capture") != "8000" ||
+		capture.Form.Get("application_fee_amount") != "800" {
+		t.Errorf("capture: %+v", *capture)
 	}
 }
