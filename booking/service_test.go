@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"teleconsult/audit"
 	"teleconsult/problem"
 	"teleconsult/store"
@@ -542,5 +544,30 @@ func TestDelayAbsenceAndStaleRefresh(t *testing.T) {
 	p, _ = store.PractitionerByID(f.ctx, f.db.Pool, f.doc.ID)
 	if p.NextFreeAt == nil || p.NextFreeAt.Before(f.clock.Now()) {
 		t.Fatalf("next free after refresh: %v (now %v)", p.NextFreeAt, f.clock.Now())
+	}
+}
+
+func TestReleasedByAnotherPackage(t *testing.T) {
+	f := newFixture(t)
+	pat, waiting := f.account("patient", "A"), f.account("patient", "W")
+	b, err := f.book(pat, f.paid, at("10:00"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.JoinWaitlist(f.ctx, waiting, f.doc.ID, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Payments gives up on the payment and releases the slot.
+	err = f.db.Tx(f.ctx, func(tx pgx.Tx) error {
+		if err := store.TransitionAppointment(f.ctx, tx, b.Appointment.ID, []string{store.StatusPendingPayment}, store.StatusExpired, "", "payment failed"); err != nil {
+			return err
+		}
+		return f.svc.Released(f.ctx, tx, b.Appointment)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, offers, _ := f.svc.Waitlist(f.ctx, waiting); len(offers) != 1 || !offers[0].StartsAt.Equal(at("10:00")) {
+		t.Fatalf("freed slot not offered: %+v", offers)
 	}
 }

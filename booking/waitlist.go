@@ -159,3 +159,35 @@ func (s *Service) RunJobs(ctx context.Context, interval time.Duration, log func(
 		}
 	}
 }
+
+// Released is for other packages that free an appointment's slot with
+// store.TransitionAppointment (payments expiring or cancelling an unpaid
+// booking, say): called in the same transaction, after the transition,
+// it offers the slot to the waiting list and refreshes the practitioner's
+// next free slot, as a cancellation here does.
+func (s *Service) Released(ctx context.Context, q store.Q, a store.Appointment) error {
+	if err := store.LockPractitioner(ctx, q, a.PractitionerID); err != nil {
+		return err
+	}
+	now := s.now()
+	if a.StartsAt.After(now) {
+		if err := s.offerFreedLocked(ctx, q, a.PractitionerID, a.ConsultationTypeID, a.StartsAt, a.EndsAt, now); err != nil {
+			return err
+		}
+	}
+	return refreshNextFree(ctx, q, a.PractitionerID, now)
+}
+
+// History returns an appointment's status changes to its patient or
+// practitioner (anyone else: ErrNotFound).
+func (s *Service) History(ctx context.Context, who audit.Actor, id string) ([]store.AppointmentEvent, error) {
+	a, err := store.AppointmentByID(ctx, s.db.Pool, id)
+	if err != nil {
+		return nil, err
+	}
+	if !canSee(who, a) {
+		s.denied(ctx, who, a, "read")
+		return nil, errNotYours
+	}
+	return store.AppointmentEvents(ctx, s.db.Pool, id)
+}

@@ -30,6 +30,7 @@ func (a *API) bookingRoutes(mux *http.ServeMux, svc *booking.Service) {
 	mux.HandleFunc("POST /api/v1/appointments/{id}/reschedule", h.reschedule)
 	mux.HandleFunc("POST /api/v1/appointments/{id}/status", h.mark)
 	mux.HandleFunc("GET /api/v1/appointments/{id}/ics", h.ics)
+	mux.HandleFunc("GET /api/v1/appointments/{id}/history", h.history)
 	// Practitioner's agenda.
 	mux.HandleFunc("GET /api/v1/agenda", h.agenda)
 	mux.HandleFunc("POST /api/v1/agenda/delay", h.delay)
@@ -370,6 +371,19 @@ func (h *bookingHandlers) mark(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, appointmentBody{Appointment: a})
+}
+
+func (h *bookingHandlers) history(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.account(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	events, err := h.svc.History(r.Context(), h.actor(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }
 
 func (h *bookingHandlers) ics(w http.ResponseWriter, r *http.Request) {

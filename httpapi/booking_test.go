@@ -255,6 +255,20 @@ func TestBookingAPI(t *testing.T) {
 		t.Fatalf("practitioner's appointments in a range: %d %+v", st, agenda)
 	}
 
+	// History: who changed what, for the two parties only.
+	var hist struct {
+		Events []struct {
+			From string `json:"from"`
+			To   string `json:"to"`
+		} `json:"events"`
+	}
+	if st := pat.json("GET", "/api/v1/appointments/"+a.ID+"/history", nil, &hist); st != 200 || len(hist.Events) != 1 || hist.Events[0].To != "confirmed" {
+		t.Fatalf("history: %d %+v", st, hist)
+	}
+	if resp, _ := other.do("GET", "/api/v1/appointments/"+a.ID+"/history", nil); resp.StatusCode != 404 {
+		t.Fatalf("another's history: %d", resp.StatusCode)
+	}
+
 	// Calendar file.
 	resp, ics := pat.do("GET", "/api/v1/appointments/"+a.ID+"/ics", nil)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/calendar") ||
