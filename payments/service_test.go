@@ -467,3 +467,31 @@ func TestPaidAfterSlotReleasedIsReleasedForFree(t *testing.T) {
 		t.Fatalf("late hold: %+v", pi)
 	}
 }
+
+// TestCancelSavedCardAndOpenCheckout: cancelling before any hold exists
+// moves no money: a saved card is forgotten, an open checkout is expired
+// at Stripe so it can no longer be paid.
+func TestCancelSavedCardAndOpenCheckout(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	ctx := context.Background()
+	saved, url := e.book(10*24*time.Hour, 6000)
+	e.checkout(url, "save")
+	e.waitFor(saved, store.StatusConfirmed, store.PaymentCardSaved)
+	open, _ := e.book(24*time.Hour, 3000)
+	for _, appt := range []string{saved, open} {
+		if _, err := store.CancelAppointment(ctx, e.db.Pool, appt, e.patient, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.OnCancelled(ctx, appt, false); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(appt, store.StatusCancelled, store.PaymentCanceled)
+	}
+	cs, err := e.svc.gw.GetCheckoutSession(ctx, e.payment(open).CheckoutSession)
+	if err != nil || cs.Status != SessionExpired {
+		t.Fatalf("checkout of a cancelled appointment: %+v %v", cs, err)
+	}
+	if e.intentsOf(saved)+e.intentsOf(open) != 0 {
+		t.Fatal("a hold was taken for a cancelled appointment")
+	}
+}
