@@ -934,3 +934,33 @@ func (s *Service) Recent(ctx context.Context, state string) ([]Summary, error) {
 	}
 	return out, nil
 }
+
+// ErrBeyondHold is a reschedule that would put the consultation after the
+// card hold lapses (Stripe keeps an uncaptured hold for 7 days).
+var ErrBeyondHold = problem.New(problem.Conflict, "beyond_card_hold",
+	"this appointment's payment cannot be held that long; please cancel it (free) and book the new date")
+
+// CheckReschedule tells booking whether appointment a may move to start
+// at newStart as far as its payment goes: a card hold taken at booking
+// must still be valid at the end of the consult. A saved card (far
+// booking) follows the appointment, and a free appointment may move
+// anywhere.
+func (s *Service) CheckReschedule(ctx context.Context, q store.Q, a store.Appointment, newStart time.Time) error {
+	p, err := store.PaymentOf(ctx, q, a.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if p.State != store.PaymentAuthorized || p.AuthorizedAt == nil {
+		return nil
+	}
+	end := newStart.Add(a.EndsAt.Sub(a.StartsAt))
+	// The consult must end a day before the hold lapses, to leave time
+	// for the capture.
+	if end.After(p.AuthorizedAt.Add(holdLifetime - 24*time.Hour)) {
+		return ErrBeyondHold
+	}
+	return nil
+}

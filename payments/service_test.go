@@ -495,3 +495,34 @@ func TestCancelSavedCardAndOpenCheckout(t *testing.T) {
 		t.Fatal("a hold was taken for a cancelled appointment")
 	}
 }
+
+// TestCheckReschedule: a held payment cannot follow its appointment past
+// the hold's lifetime; a saved card or a free appointment can move.
+func TestCheckReschedule(t *testing.T) {
+	e := newEnv(t, true, Config{})
+	ctx := context.Background()
+	held, url := e.book(2*24*time.Hour, 3000)
+	e.checkout(url, "pay")
+	e.waitFor(held, store.StatusConfirmed, store.PaymentAuthorized)
+	saved, url2 := e.book(10*24*time.Hour, 3000)
+	e.checkout(url2, "save")
+	e.waitFor(saved, store.StatusConfirmed, store.PaymentCardSaved)
+	for _, c := range []struct {
+		appt string
+		in   time.Duration
+		ok   bool
+	}{
+		{held, 4 * 24 * time.Hour, true},
+		{held, 6*24*time.Hour + 12*time.Hour, false},
+		{saved, 30 * 24 * time.Hour, true},
+	} {
+		a, err := store.AppointmentByID(ctx, e.db.Pool, c.appt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = e.svc.CheckReschedule(ctx, e.db.Pool, a, time.Now().Add(c.in))
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrBeyondHold)) {
+			t.Errorf("move %s to +%v: %v", c.appt, c.in, err)
+		}
+	}
+}
