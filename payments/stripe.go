@@ -121,6 +121,7 @@ func fromStripeIntent(pi *stripe.PaymentIntent) PaymentIntent {
 	return p
 }
 
+// CreateCheckout implements Gateway.
 func (g *stripeGateway) CreateCheckout(ctx context.Context, r CheckoutRequest) (CheckoutSession, error) {
 	pid := &stripe.CheckoutSessionPaymentIntentDataParams{
 		CaptureMethod: stripe.String(string(stripe.PaymentIntentCaptureMethodManual)),
@@ -161,6 +162,7 @@ func (g *stripeGateway) CreateCheckout(ctx context.Context, r CheckoutRequest) (
 	return fromStripeSession(s), nil
 }
 
+// CreateSetupSession implements Gateway.
 func (g *stripeGateway) CreateSetupSession(ctx context.Context, r CheckoutRequest) (CheckoutSession, error) {
 	sid := &stripe.CheckoutSessionSetupIntentDataParams{
 		Description: stripe.String(Description),
@@ -190,6 +192,7 @@ func (g *stripeGateway) CreateSetupSession(ctx context.Context, r CheckoutReques
 	return fromStripeSession(s), nil
 }
 
+// ExpireCheckout implements Gateway.
 func (g *stripeGateway) ExpireCheckout(ctx context.Context, id, key string) (CheckoutSession, error) {
 	params := &stripe.CheckoutSessionExpireParams{}
 	params.Context = ctx
@@ -207,6 +210,7 @@ func (g *stripeGateway) ExpireCheckout(ctx context.Context, id, key string) (Che
 	return fromStripeSession(s), nil
 }
 
+// GetCheckoutSession implements Gateway.
 func (g *stripeGateway) GetCheckoutSession(ctx context.Context, id string) (CheckoutSession, error) {
 	params := &stripe.CheckoutSessionParams{}
 	params.Context = ctx
@@ -218,6 +222,7 @@ func (g *stripeGateway) GetCheckoutSession(ctx context.Context, id string) (Chec
 	return fromStripeSession(s), nil
 }
 
+// CreateCustomer implements Gateway.
 func (g *stripeGateway) CreateCustomer(ctx context.Context, accountID, key string) (string, error) {
 	params := &stripe.CustomerParams{}
 	params.Context = ctx
@@ -230,6 +235,7 @@ func (g *stripeGateway) CreateCustomer(ctx context.Context, accountID, key strin
 	return c.ID, nil
 }
 
+// AuthorizeOffSession implements Gateway.
 func (g *stripeGateway) AuthorizeOffSession(ctx context.Context, r OffSessionRequest) (PaymentIntent, error) {
 	params := &stripe.PaymentIntentParams{
 		Amount:        stripe.Int64(r.Amount),
@@ -260,6 +266,7 @@ func (g *stripeGateway) AuthorizeOffSession(ctx context.Context, r OffSessionReq
 	return fromStripeIntent(pi), nil
 }
 
+// Capture implements Gateway.
 func (g *stripeGateway) Capture(ctx context.Context, r CaptureRequest) (PaymentIntent, error) {
 	params := &stripe.PaymentIntentCaptureParams{AmountToCapture: stripe.Int64(r.Amount)}
 	if r.Destination {
@@ -274,6 +281,7 @@ func (g *stripeGateway) Capture(ctx context.Context, r CaptureRequest) (PaymentI
 	return fromStripeIntent(pi), nil
 }
 
+// CancelHold implements Gateway.
 func (g *stripeGateway) CancelHold(ctx context.Context, intentID, key string) (PaymentIntent, error) {
 	params := &stripe.PaymentIntentCancelParams{}
 	params.Context = ctx
@@ -285,6 +293,7 @@ func (g *stripeGateway) CancelHold(ctx context.Context, intentID, key string) (P
 	return fromStripeIntent(pi), nil
 }
 
+// Refund implements Gateway.
 func (g *stripeGateway) Refund(ctx context.Context, r RefundRequest) (Refund, error) {
 	params := &stripe.RefundParams{
 		PaymentIntent: stripe.String(r.PaymentIntent),
@@ -305,6 +314,7 @@ func (g *stripeGateway) Refund(ctx context.Context, r RefundRequest) (Refund, er
 	return Refund{ID: rf.ID, Amount: rf.Amount, Status: string(rf.Status)}, nil
 }
 
+// GetPaymentIntent implements Gateway.
 func (g *stripeGateway) GetPaymentIntent(ctx context.Context, id string) (PaymentIntent, error) {
 	params := &stripe.PaymentIntentParams{}
 	params.Context = ctx
@@ -315,6 +325,7 @@ func (g *stripeGateway) GetPaymentIntent(ctx context.Context, id string) (Paymen
 	return fromStripeIntent(pi), nil
 }
 
+// CreateExpressAccount implements Gateway.
 func (g *stripeGateway) CreateExpressAccount(ctx context.Context, practitionerID, key string) (ConnectAccount, error) {
 	params := &stripe.AccountParams{
 		Type: stripe.String(string(stripe.AccountTypeExpress)),
@@ -333,6 +344,7 @@ func (g *stripeGateway) CreateExpressAccount(ctx context.Context, practitionerID
 	return ConnectAccount{ID: a.ID, ChargesEnabled: a.ChargesEnabled}, nil
 }
 
+// AccountLink implements Gateway.
 func (g *stripeGateway) AccountLink(ctx context.Context, accountID, refreshURL, returnURL string) (string, error) {
 	params := &stripe.AccountLinkParams{
 		Account:    stripe.String(accountID),

@@ -365,6 +365,7 @@ func (g *testGateway) newSession(ctx context.Context, r CheckoutRequest, mode st
 	return out.public(g.baseURL), nil
 }
 
+// CreateCheckout implements Gateway.
 func (g *testGateway) CreateCheckout(ctx context.Context, r CheckoutRequest) (CheckoutSession, error) {
 	if r.Amount <= 0 {
 		return CheckoutSession{}, problem.New(problem.Internal, "invalid_amount", "amount must be positive")
@@ -372,10 +373,12 @@ func (g *testGateway) CreateCheckout(ctx context.Context, r CheckoutRequest) (Ch
 	return g.newSession(ctx, r, ModePayment)
 }
 
+// CreateSetupSession implements Gateway.
 func (g *testGateway) CreateSetupSession(ctx context.Context, r CheckoutRequest) (CheckoutSession, error) {
 	return g.newSession(ctx, r, ModeSetup)
 }
 
+// ExpireCheckout implements Gateway.
 func (g *testGateway) ExpireCheckout(ctx context.Context, id, key string) (CheckoutSession, error) {
 	var out tgSession
 	err := g.tx(ctx, func(tx pgx.Tx, emit func(string, map[string]any)) error {
@@ -399,6 +402,7 @@ func (g *testGateway) ExpireCheckout(ctx context.Context, id, key string) (Check
 	return out.public(g.baseURL), err
 }
 
+// GetCheckoutSession implements Gateway.
 func (g *testGateway) GetCheckoutSession(ctx context.Context, id string) (CheckoutSession, error) {
 	var out tgSession
 	err := g.tx(ctx, func(tx pgx.Tx, emit func(string, map[string]any)) error {
@@ -412,6 +416,7 @@ func (g *testGateway) GetCheckoutSession(ctx context.Context, id string) (Checko
 	return out.public(g.baseURL), err
 }
 
+// CreateCustomer implements Gateway.
 func (g *testGateway) CreateCustomer(ctx context.Context, accountID, key string) (string, error) {
 	var out struct {
 		ID string `json:"id"`
@@ -423,6 +428,7 @@ func (g *testGateway) CreateCustomer(ctx context.Context, accountID, key string)
 	return out.ID, err
 }
 
+// AuthorizeOffSession implements Gateway.
 func (g *testGateway) AuthorizeOffSession(ctx context.Context, r OffSessionRequest) (PaymentIntent, error) {
 	var out tgIntent
 	err := g.idempotent(ctx, r.IdempotencyKey, r, &out, func(tx pgx.Tx, emit func(string, map[string]any)) (any, error) {
@@ -453,6 +459,7 @@ func (g *testGateway) AuthorizeOffSession(ctx context.Context, r OffSessionReque
 	return out.public(), err
 }
 
+// Capture implements Gateway.
 func (g *testGateway) Capture(ctx context.Context, r CaptureRequest) (PaymentIntent, error) {
 	var out tgIntent
 	err := g.idempotent(ctx, r.IdempotencyKey, r, &out, func(tx pgx.Tx, emit func(string, map[string]any)) (any, error) {
@@ -482,6 +489,7 @@ func (g *testGateway) Capture(ctx context.Context, r CaptureRequest) (PaymentInt
 	return out.public(), err
 }
 
+// CancelHold implements Gateway.
 func (g *testGateway) CancelHold(ctx context.Context, intentID, key string) (PaymentIntent, error) {
 	var out tgIntent
 	err := g.idempotent(ctx, key, intentID, &out, func(tx pgx.Tx, emit func(string, map[string]any)) (any, error) {
@@ -504,6 +512,7 @@ func (g *testGateway) CancelHold(ctx context.Context, intentID, key string) (Pay
 	return out.public(), err
 }
 
+// Refund implements Gateway.
 func (g *testGateway) Refund(ctx context.Context, r RefundRequest) (Refund, error) {
 	var out Refund
 	err := g.idempotent(ctx, r.IdempotencyKey, r, &out, func(tx pgx.Tx, emit func(string, map[string]any)) (any, error) {
@@ -532,6 +541,7 @@ func (g *testGateway) Refund(ctx context.Context, r RefundRequest) (Refund, erro
 	return out, err
 }
 
+// GetPaymentIntent implements Gateway.
 func (g *testGateway) GetPaymentIntent(ctx context.Context, id string) (PaymentIntent, error) {
 	var out tgIntent
 	err := g.tx(ctx, func(tx pgx.Tx, emit func(string, map[string]any)) error {
@@ -545,6 +555,7 @@ func (g *testGateway) GetPaymentIntent(ctx context.Context, id string) (PaymentI
 	return out.public(), err
 }
 
+// CreateExpressAccount implements Gateway.
 func (g *testGateway) CreateExpressAccount(ctx context.Context, practitionerID, key string) (ConnectAccount, error) {
 	var out ConnectAccount
 	err := g.idempotent(ctx, key, practitionerID, &out, func(tx pgx.Tx, _ func(string, map[string]any)) (any, error) {
@@ -555,6 +566,7 @@ func (g *testGateway) CreateExpressAccount(ctx context.Context, practitionerID, 
 	return out, err
 }
 
+// AccountLink implements Gateway.
 func (g *testGateway) AccountLink(ctx context.Context, accountID, refreshURL, returnURL string) (string, error) {
 	if _, err := store.TestGatewayObject(ctx, g.db.Pool, accountID, false); err != nil {
 		return "", ErrGatewayNotFound.Withf("no such account: %s", accountID)
