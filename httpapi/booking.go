@@ -801,12 +801,7 @@ func (h *bookingHandlers) addAbsence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	start, err := parseTime("start", b.Start)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	end, err := parseTime("end", b.End)
+	start, end, err := h.absenceRange(r, b.Start, b.End)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -817,6 +812,35 @@ func (h *bookingHandlers) addAbsence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, a)
+}
+
+// absenceRange reads an absence given as RFC 3339 times, or as dates
+// (YYYY-MM-DD, both days included) in the practitioner's time zone.
+func (h *bookingHandlers) absenceRange(r *http.Request, from, to string) (time.Time, time.Time, error) {
+	if from == "" || to == "" {
+		return time.Time{}, time.Time{}, missing("start", "end")
+	}
+	if len(from) == len("2006-01-02") && len(to) == len("2006-01-02") {
+		acct, _ := h.account(r)
+		loc := time.UTC
+		if p, err := h.svc.Practitioner(r.Context(), acct.ID); err == nil {
+			if l, err := time.LoadLocation(p.TimeZone); err == nil {
+				loc = l
+			}
+		}
+		s, err1 := time.ParseInLocation("2006-01-02", from, loc)
+		e, err2 := time.ParseInLocation("2006-01-02", to, loc)
+		if err1 != nil || err2 != nil {
+			return time.Time{}, time.Time{}, booking.ErrInvalid.With("dates are YYYY-MM-DD")
+		}
+		return s, e.AddDate(0, 0, 1), nil
+	}
+	s, err := parseTime("start", from)
+	if err != nil {
+		return s, s, err
+	}
+	e, err := parseTime("end", to)
+	return s, e, err
 }
 
 func (h *bookingHandlers) deleteAbsence(w http.ResponseWriter, r *http.Request) {

@@ -396,6 +396,42 @@ func TestBookingAPI(t *testing.T) {
 	if resp, b := doc.do("POST", "/api/v1/practitioner/absences", map[string]string{"start": "2030-01-02T00:00:00Z", "end": "2030-01-01T00:00:00Z"}); resp.StatusCode != 400 {
 		t.Fatalf("backwards absence: %d %s", resp.StatusCode, b)
 	}
+	// An absence by dates, both included, in the practitioner's time zone.
+	var abs struct {
+		Start time.Time `json:"start"`
+		End   time.Time `json:"end"`
+	}
+	if st := doc.json("POST", "/api/v1/practitioner/absences", map[string]string{"start": "2030-07-01", "end": "2030-07-02"}, &abs); st != 201 ||
+		!abs.Start.Equal(time.Date(2030, 6, 30, 22, 0, 0, 0, time.UTC)) || !abs.End.Equal(time.Date(2030, 7, 2, 22, 0, 0, 0, time.UTC)) {
+		t.Fatalf("absence by dates: %d %+v", st, abs)
+	}
+	for name, body := range map[string]map[string]any{
+		"unknown specialty": {"specialty": "astrology", "rpps": "10003456789"},
+		"short RPPS":        {"specialty": "dermatology", "rpps": "123"},
+		"bad time zone":     {"specialty": "dermatology", "rpps": "10003456789", "time_zone": "Mars/Olympus"},
+		"half a position":   {"specialty": "dermatology", "rpps": "10003456789", "latitude": 45.0},
+	} {
+		if resp, b := doc.do("PUT", "/api/v1/practitioner/profile", body); resp.StatusCode != 400 {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+	for name, body := range map[string]map[string]any{
+		"no name":        {"mode": "video", "duration_minutes": 30},
+		"bad mode":       {"name": "X", "mode": "phone", "duration_minutes": 30},
+		"too short":      {"name": "X", "mode": "video", "duration_minutes": 2},
+		"negative fee":   {"name": "X", "mode": "video", "duration_minutes": 30, "fee_cents": -1},
+		"other currency": {"name": "X", "mode": "video", "duration_minutes": 30, "currency": "USD"},
+	} {
+		if resp, b := doc.do("POST", "/api/v1/practitioner/consultation-types", body); resp.StatusCode != 400 {
+			t.Errorf("consultation type, %s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+	if resp, b := doc.do("PUT", "/api/v1/practitioner/opening-hours", map[string]any{"opening_hours": []map[string]any{{"consultation_type_id": videoID, "weekday": 1, "start": "12:00", "end": "09:00"}}}); resp.StatusCode != 400 {
+		t.Fatalf("backwards hours: %d %s", resp.StatusCode, b)
+	}
+	if len(freeSlots(t, anon, docID, videoID)) == 0 {
+		t.Fatal("refused opening hours changed the existing ones")
+	}
 }
 
 func TestPharmacySearchAPI(t *testing.T) {
