@@ -299,17 +299,39 @@ func (s *Service) Get(ctx context.Context, who audit.Actor, id string) (View, er
 	return v, err
 }
 
+// viewCache keeps the rows several views of one listing share.
+type viewCache struct {
+	practitioners map[string]store.Practitioner
+	types         map[string]string
+}
+
 // view adds names and the cancellation policy to a, without health data.
 func (s *Service) view(ctx context.Context, q store.Q, a store.Appointment) (View, error) {
+	return s.viewCached(ctx, q, a, &viewCache{})
+}
+
+func (s *Service) viewCached(ctx context.Context, q store.Q, a store.Appointment, c *viewCache) (View, error) {
+	if c.practitioners == nil {
+		c.practitioners, c.types = map[string]store.Practitioner{}, map[string]string{}
+	}
 	v := View{Appointment: a}
-	p, err := store.PractitionerByID(ctx, q, a.PractitionerID)
-	if err != nil {
-		return v, err
+	p, ok := c.practitioners[a.PractitionerID]
+	if !ok {
+		var err error
+		if p, err = store.PractitionerByID(ctx, q, a.PractitionerID); err != nil {
+			return v, err
+		}
+		c.practitioners[a.PractitionerID] = p
 	}
 	v.PractitionerName = p.Name
-	if ct, err := store.ConsultationTypeByID(ctx, q, a.ConsultationTypeID); err == nil {
-		v.ConsultationName = ct.Name
+	name, ok := c.types[a.ConsultationTypeID]
+	if !ok {
+		if ct, err := store.ConsultationTypeByID(ctx, q, a.ConsultationTypeID); err == nil {
+			name = ct.Name
+		}
+		c.types[a.ConsultationTypeID] = name
 	}
+	v.ConsultationName = name
 	if a.ProfileID != nil {
 		if prof, err := store.ProfileByID(ctx, q, *a.ProfileID); err == nil {
 			v.PatientName = prof.GivenNames + " " + prof.FamilyName
@@ -344,8 +366,9 @@ func (s *Service) List(ctx context.Context, who audit.Actor, from, to time.Time)
 		return nil, err
 	}
 	out := make([]View, 0, len(list))
+	cache := &viewCache{}
 	for _, a := range list {
-		v, err := s.view(ctx, s.db.Pool, a)
+		v, err := s.viewCached(ctx, s.db.Pool, a, cache)
 		if err != nil {
 			return nil, err
 		}

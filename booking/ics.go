@@ -214,11 +214,12 @@ func (s *Service) CalendarFeed(ctx context.Context, token string) ([]byte, error
 		return nil, err
 	}
 	var events []Event
+	cache := &viewCache{}
 	for _, a := range list {
 		if a.Status == store.StatusExpired {
 			continue
 		}
-		v, err := s.view(ctx, s.db.Pool, a)
+		v, err := s.viewCached(ctx, s.db.Pool, a, cache)
 		if err != nil {
 			return nil, err
 		}
