@@ -571,3 +571,36 @@ func TestReleasedByAnotherPackage(t *testing.T) {
 		t.Fatalf("freed slot not offered: %+v", offers)
 	}
 }
+
+func TestExistingPatientsOnly(t *testing.T) {
+	f := newFixture(t)
+	followUp, err := f.svc.SaveConsultationType(f.ctx, f.doc, store.ConsultationType{Name: "Suivi", Mode: "video", DurationMinutes: 30, NewPatients: false, Active: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hours, _ := f.svc.OpeningHours(f.ctx, f.doc.ID)
+	for d := 0; d < 7; d++ {
+		hours = append(hours, store.OpeningHours{ConsultationTypeID: followUp.ID, Weekday: d, Start: "20:00", End: "22:00"})
+	}
+	if err := f.svc.SetOpeningHours(f.ctx, f.doc, hours); err != nil {
+		t.Fatal(err)
+	}
+	known, stranger := f.account("patient", "Known"), f.account("patient", "Stranger")
+	b, err := f.book(known, f.free, at("10:00"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.book(known, followUp, at("20:00"), ""); !errors.Is(err, ErrNoNewPatients) {
+		t.Fatalf("before the first consultation: %v", err)
+	}
+	f.clock.Advance(2*time.Hour + 35*time.Minute)
+	if _, err := f.svc.Mark(f.ctx, f.doc, b.Appointment.ID, store.StatusCompleted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.book(known, followUp, at("20:00"), ""); err != nil {
+		t.Fatalf("a known patient books a follow-up: %v", err)
+	}
+	if _, err := f.book(stranger, followUp, at("20:30"), ""); !errors.Is(err, ErrNoNewPatients) || kindOf(err) != problem.Forbidden {
+		t.Fatalf("a new patient books a follow-up: %v", err)
+	}
+}

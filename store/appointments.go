@@ -324,11 +324,11 @@ func CountNoShows(ctx context.Context, q Q, practitionerID, patientID string, si
 }
 
 // HasSeenPatient reports whether a practitioner has already had a
-// consultation (completed or attended) with a patient account.
+// consultation (attended or completed) with a patient account.
 func HasSeenPatient(ctx context.Context, q Q, practitionerID, patientID string) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM appointments WHERE practitioner_id = $1 AND patient_id = $2
-		AND status IN ('completed', 'arrived', 'in_progress', 'confirmed'))`, practitionerID, patientID).Scan(&ok)
+		AND status IN ('completed', 'arrived', 'in_progress'))`, practitionerID, patientID).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("store: has seen patient: %w", err)
 	}

@@ -296,7 +296,8 @@ func SetNextFree(ctx context.Context, q Q, practitionerID string, next []NextFre
 // although they have opening hours: the periodic refresh job's work list.
 func StalePractitioners(ctx context.Context, q Q, now time.Time, limit int) ([]string, error) {
 	rows, err := q.Query(ctx, `SELECT account_id FROM practitioners p
-		WHERE p.next_free_at < $1::timestamptz + make_interval(mins => p.min_notice_minutes)
+		WHERE p.next_free_at < $1::timestamptz + interval '14 days' -- the longest notice; lets the index bound the scan
+		  AND p.next_free_at < $1::timestamptz + make_interval(mins => p.min_notice_minutes)
 		UNION
 		SELECT account_id FROM practitioners p WHERE p.next_free_at IS NULL
 		  AND p.updated_at < $1::timestamptz - interval '1 hour'
