@@ -36,7 +36,7 @@ func BenchmarkWebhook(b *testing.B) {
 	ctx := context.Background()
 	b.Run("fresh", func(b *testing.B) {
 		for i := range b.N {
-			body, sig := signedEvent(b, e.svc.cfg.WebhookSecret, fmt.Sprintf("evt_bench_%d_%d", b.N, i), "payment_intent.amount_capturable_updated", obj)
+			body, sig := signedEvent(b, e.svc.cfg.WebhookSecret, fmt.Sprintf("%s_%d", randomID("evt_bench_"), i), "payment_intent.amount_capturable_updated", obj)
 			if err := e.svc.HandleWebhook(ctx, body, sig); err != nil {
 				b.Fatal(err)
 			}
