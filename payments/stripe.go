@@ -149,6 +149,9 @@ func (g *stripeGateway) CreateCheckout(ctx context.Context, r CheckoutRequest) (
 			},
 		}},
 		PaymentIntentData: pid,
+		// Cards only: a card hold is what manual capture means here (and
+		// its 7-day life is what the scheduling relies on).
+		PaymentMethodTypes: []*string{stripe.String("card")},
 	}
 	if r.Customer != "" {
 		params.Customer = stripe.String(r.Customer)
