@@ -243,6 +243,7 @@ func TestStripeGatewayRequests(t *testing.T) {
 	}{
 		{"POST /v1/checkout/sessions", "appointment:" + appt + ":checkout:v1", map[string]string{
 			"mode":                                "payment",
+			"payment_method_types[0]":             "card",
 			"payment_intent_data[capture_method]": "manual",
 			"payment_intent_data[transfer_data][destination]": "acct_1Prac",
 			"payment_intent_data[on_behalf_of]":               "acct_1Prac",
