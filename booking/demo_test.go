@@ -33,13 +33,13 @@ func TestLoadDemo(t *testing.T) {
 	}
 	svc := New(db, v, Config{})
 	for _, city := range []string{"Paris", "Lyon", "Marseille", "Bordeaux", "Lille"} {
-		res, err := svc.Search(ctx, SearchQuery{City: city})
+		res, _, err := svc.Search(ctx, SearchQuery{City: city})
 		if err != nil || len(res) == 0 || res[0].NextSlot == nil {
 			t.Fatalf("%s: %v %+v", city, err, res)
 		}
 	}
 	// Dr Martin can be booked within the hour, any day.
-	video, err := svc.Search(ctx, SearchQuery{City: "Paris", VideoOnly: true, Specialty: "general_practice"})
+	video, _, err := svc.Search(ctx, SearchQuery{City: "Paris", VideoOnly: true, Specialty: "general_practice"})
 	if err != nil || len(video) == 0 || video[0].NextSlot == nil || video[0].NextSlot.Start.After(now.Add(time.Hour)) && now.Hour() >= 6 && now.Hour() < 20 {
 		t.Fatalf("Dr Martin's next video slot: %+v %v", video, err)
 	}

@@ -55,41 +55,42 @@ type Result struct {
 
 var languageRe = regexp.MustCompile(`^[a-z]{2,3}$`)
 
-// Search finds practitioners; each result carries its next free slot.
-func (s *Service) Search(ctx context.Context, q SearchQuery) ([]Result, error) {
+// Search finds practitioners, PageSize at a time; each result carries its
+// next free slot. more says whether another page follows.
+func (s *Service) Search(ctx context.Context, q SearchQuery) (results []Result, more bool, err error) {
 	if q.Specialty != "" {
 		if _, ok := SpecialtyByCode(q.Specialty); !ok {
-			return nil, ErrInvalid.Withf("unknown specialty %q (see /api/v1/specialties)", q.Specialty)
+			return nil, false, ErrInvalid.Withf("unknown specialty %q (see /api/v1/specialties)", q.Specialty)
 		}
 	}
 	if q.Language != "" && !languageRe.MatchString(q.Language) {
-		return nil, ErrInvalid.With("language must be a two-letter code such as fr or en")
+		return nil, false, ErrInvalid.With("language must be a two-letter code such as fr or en")
 	}
 	if q.RadiusKm < 0 || q.RadiusKm > 200 {
-		return nil, ErrInvalid.With("radius_km must be between 0 and 200")
+		return nil, false, ErrInvalid.With("radius_km must be between 0 and 200")
 	}
 	if q.Near != nil && (math.Abs(q.Near.Lat) > 90 || math.Abs(q.Near.Lon) > 180) {
-		return nil, ErrInvalid.With("near must be LAT,LON in degrees")
+		return nil, false, ErrInvalid.With("near must be LAT,LON in degrees")
 	}
 	if q.Sort != "" && q.Sort != "availability" && q.Sort != "distance" {
-		return nil, ErrInvalid.With("sort must be availability or distance")
+		return nil, false, ErrInvalid.With("sort must be availability or distance")
 	}
 	if q.Sort == "distance" && q.Near == nil {
-		return nil, ErrInvalid.With("sorting by distance needs near=LAT,LON")
+		return nil, false, ErrInvalid.With("sorting by distance needs near=LAT,LON")
 	}
 	if q.Page < 1 {
 		q.Page = 1
 	}
 	if q.Page > 500 {
-		return nil, ErrInvalid.With("page is too far; narrow the search")
+		return nil, false, ErrInvalid.With("page is too far; narrow the search")
 	}
-	rows, err := store.SearchPractitioners(ctx, s.db.Pool, store.SearchFilter{
+	rows, more, err := store.SearchPractitioners(ctx, s.db.Pool, store.SearchFilter{
 		Specialty: q.Specialty, City: strings.TrimSpace(q.City), Postcode: strings.TrimSpace(q.Postcode),
 		Near: q.Near, RadiusKm: q.RadiusKm, VideoOnly: q.VideoOnly, Language: q.Language,
 		ByDistance: q.Sort == "distance", Limit: PageSize, Offset: (q.Page - 1) * PageSize,
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := make([]Result, 0, len(rows))
 	for _, r := range rows {
@@ -105,7 +106,7 @@ func (s *Service) Search(ctx context.Context, q SearchQuery) ([]Result, error) {
 		}
 		out = append(out, res)
 	}
-	return out, nil
+	return out, more, nil
 }
 
 // Profile is a practitioner's public page.

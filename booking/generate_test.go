@@ -28,7 +28,7 @@ func TestGenerateDirectory(t *testing.T) {
 	}
 	// The precomputed next slot agrees with the slots computed on demand.
 	svc := New(db, nil, Config{})
-	res, err := svc.Search(ctx, SearchQuery{City: "Paris"})
+	res, _, err := svc.Search(ctx, SearchQuery{City: "Paris"})
 	if err != nil || len(res) == 0 {
 		t.Fatalf("search: %v %d", err, len(res))
 	}
@@ -46,7 +46,7 @@ func TestGenerateDirectory(t *testing.T) {
 			t.Fatal("results not sorted by next availability")
 		}
 	}
-	near, err := svc.Search(ctx, SearchQuery{Near: &store.GeoPoint{Lat: 48.8566, Lon: 2.3522}, RadiusKm: 5, Sort: "distance"})
+	near, _, err := svc.Search(ctx, SearchQuery{Near: &store.GeoPoint{Lat: 48.8566, Lon: 2.3522}, RadiusKm: 5, Sort: "distance"})
 	if err != nil || len(near) == 0 {
 		t.Fatalf("near: %v %d", err, len(near))
 	}
@@ -91,7 +91,7 @@ func BenchmarkSearch150k(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		q := queries[i%len(queries)]
 		t0 := time.Now()
-		if _, err := svc.Search(ctx, q); err != nil {
+		if _, _, err := svc.Search(ctx, q); err != nil {
 			b.Fatal(err)
 		}
 		d := time.Since(t0)
@@ -111,4 +111,42 @@ func BenchmarkSearch150k(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.95), "p95_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
+}
+
+func TestSearchPages(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.New(t)
+	if err := GenerateDirectory(ctx, db, 200, 7); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(db, nil, Config{})
+	seen := map[string]bool{}
+	var last *time.Time
+	for page := 1; ; page++ {
+		res, more, err := svc.Search(ctx, SearchQuery{Page: page})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if seen[r.ID] {
+				t.Fatalf("%s on two pages", r.ID)
+			}
+			seen[r.ID] = true
+			if r.NextSlot != nil {
+				if last != nil && r.NextSlot.Start.Before(*last) {
+					t.Fatalf("page %d out of order", page)
+				}
+				last = &r.NextSlot.Start
+			}
+		}
+		if !more {
+			if page != 10 || len(res) != PageSize {
+				t.Fatalf("last page %d with %d results", page, len(res))
+			}
+			break
+		}
+	}
+	if len(seen) != 200 {
+		t.Fatalf("%d practitioners over all pages, want 200", len(seen))
+	}
 }

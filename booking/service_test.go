@@ -471,7 +471,7 @@ func TestWaitlistOffers(t *testing.T) {
 
 func TestNextFreeAndSearch(t *testing.T) {
 	f := newFixture(t)
-	res, err := f.svc.Search(f.ctx, SearchQuery{City: "paris", Specialty: "general_practice"})
+	res, _, err := f.svc.Search(f.ctx, SearchQuery{City: "paris", Specialty: "general_practice"})
 	if err != nil || len(res) != 1 {
 		t.Fatalf("search: %+v %v", res, err)
 	}
@@ -483,21 +483,21 @@ func TestNextFreeAndSearch(t *testing.T) {
 	if _, err := f.book(pat, f.free, at("10:00"), ""); err != nil {
 		t.Fatal(err)
 	}
-	res, _ = f.svc.Search(f.ctx, SearchQuery{VideoOnly: true})
+	res, _, _ = f.svc.Search(f.ctx, SearchQuery{VideoOnly: true})
 	if len(res) != 1 || !res[0].NextSlot.Start.Equal(at("10:30")) {
 		t.Fatalf("after booking 10:00, video next slot: %+v", res[0].NextSlot)
 	}
-	if res, _ := f.svc.Search(f.ctx, SearchQuery{City: "Lyon"}); len(res) != 0 {
+	if res, _, _ := f.svc.Search(f.ctx, SearchQuery{City: "Lyon"}); len(res) != 0 {
 		t.Fatalf("Lyon: %+v", res)
 	}
-	if _, err := f.svc.Search(f.ctx, SearchQuery{Specialty: "astrology"}); kindOf(err) != problem.Invalid {
+	if _, _, err := f.svc.Search(f.ctx, SearchQuery{Specialty: "astrology"}); kindOf(err) != problem.Invalid {
 		t.Fatalf("unknown specialty: %v", err)
 	}
 	// A disabled account is no longer listed.
 	if _, err := f.db.Pool.Exec(f.ctx, `UPDATE accounts SET disabled_at = now() WHERE id = $1`, f.doc.ID); err != nil {
 		t.Fatal(err)
 	}
-	if res, _ := f.svc.Search(f.ctx, SearchQuery{City: "Paris"}); len(res) != 0 {
+	if res, _, _ := f.svc.Search(f.ctx, SearchQuery{City: "Paris"}); len(res) != 0 {
 		t.Fatalf("disabled practitioner listed: %+v", res)
 	}
 }

@@ -144,7 +144,7 @@ func (h *bookingHandlers) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, booking.ErrInvalid.With("mode can only be video"))
 		return
 	}
-	res, err := h.svc.Search(r.Context(), booking.SearchQuery{
+	res, more, err := h.svc.Search(r.Context(), booking.SearchQuery{
 		Specialty: q.Get("specialty"), City: q.Get("city"), Postcode: q.Get("postcode"),
 		Near: near, RadiusKm: radius, VideoOnly: mode == "video", Language: q.Get("language"),
 		Sort: q.Get("sort"), Page: page,
@@ -153,7 +153,7 @@ func (h *bookingHandlers) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": res, "page": page, "page_size": booking.PageSize})
+	writeJSON(w, http.StatusOK, map[string]any{"results": res, "page": page, "page_size": booking.PageSize, "has_more": more})
 }
 
 func (h *bookingHandlers) practitioner(w http.ResponseWriter, r *http.Request) {

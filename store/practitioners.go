@@ -375,6 +375,7 @@ type SearchResult struct {
 	NextStart          *time.Time `db:"next_start"`
 	NextDuration       *int       `db:"next_duration"`
 	NextConsultationID *string    `db:"next_type_id"`
+	HasMore            bool       `db:"has_more"` // another page follows
 }
 
 // kmPerDegreeLat is the length of one degree of latitude; a degree of
@@ -384,12 +385,13 @@ const kmPerDegreeLat = 111.195
 // SearchPractitioners runs a directory search. Disabled or erased
 // accounts are dropped from the page after it is cut (filtering them
 // before would cost a probe of accounts per candidate), so a page may
-// hold fewer than Limit results although later pages exist. The query is assembled
+// hold fewer than Limit results although later pages exist: more says
+// whether one does. The query is assembled
 // from the filters present so that PostgreSQL can pick the matching
 // index (specialty, city, postcode, the point index, ...) and walk it in
 // next-availability order, and only the page's rows are joined to their
 // consultation types.
-func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) ([]SearchResult, error) {
+func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) (results []SearchResult, more bool, err error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -449,26 +451,35 @@ func SearchPractitioners(ctx context.Context, q Q, f SearchFilter) ([]SearchResu
 	if f.VideoOnly {
 		modeCond = "c.mode = 'video'"
 	}
-	sql := `WITH page AS (
+	outer := strings.ReplaceAll(strings.ReplaceAll(order, "p.account_id", "account_id"), nextCol, "next_at")
+	// One row more than the page tells whether another page follows.
+	sql := `WITH cut AS (
 			SELECT p.account_id, p.specialty, p.city, p.postcode, p.address, p.languages, p.photo_url,
 				p.offers_video, ` + distance + ` AS distance_km, ` + nextCol + ` AS next_at
 			FROM practitioners p
 			WHERE ` + cond + `
 			ORDER BY ` + order + `
-			LIMIT ` + arg(f.Limit) + ` OFFSET ` + arg(f.Offset) + `)
+			LIMIT ` + arg(f.Limit+1) + ` OFFSET ` + arg(f.Offset) + `),
+		page AS (SELECT cut.*, row_number() OVER (ORDER BY ` + outer + `) AS n FROM cut)
 		SELECT page.account_id, a.name, page.specialty, page.city, page.postcode, page.address, page.languages,
 			page.photo_url, page.offers_video, page.distance_km,
-			n.next_free_at AS next_start, n.duration_minutes AS next_duration, n.id::text AS next_type_id
+			n.next_free_at AS next_start, n.duration_minutes AS next_duration, n.id::text AS next_type_id,
+			(SELECT count(*) FROM cut) > ` + arg(f.Limit) + ` AS has_more
 		FROM page JOIN accounts a ON a.id = page.account_id AND a.disabled_at IS NULL AND a.erased_at IS NULL
 		LEFT JOIN LATERAL (SELECT c.id, c.next_free_at, c.duration_minutes FROM consultation_types c
 			WHERE c.practitioner_id = page.account_id AND c.active AND c.next_free_at IS NOT NULL AND ` + modeCond + `
 			ORDER BY c.next_free_at, c.id LIMIT 1) n ON true
-		ORDER BY ` + strings.ReplaceAll(strings.ReplaceAll(order, "p.account_id", "page.account_id"), nextCol, "page.next_at")
+		WHERE page.n <= ` + arg(f.Limit) + `
+		ORDER BY page.n`
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: search practitioners: %w", err)
+		return nil, false, fmt.Errorf("store: search practitioners: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByName[SearchResult])
+	res, err := pgx.CollectRows(rows, pgx.RowToStructByName[SearchResult])
+	if err != nil {
+		return nil, false, fmt.Errorf("store: search practitioners: %w", err)
+	}
+	return res, len(res) > 0 && res[0].HasMore, nil
 }
 
 func cosDeg(d float64) float64 { return math.Cos(d * math.Pi / 180) }
