@@ -604,3 +604,22 @@ func TestExistingPatientsOnly(t *testing.T) {
 		t.Fatalf("a new patient books a follow-up: %v", err)
 	}
 }
+
+type failingCheckout struct{}
+
+func (failingCheckout) StartCheckout(context.Context, store.Q, store.Appointment) (string, time.Time, error) {
+	return "", time.Time{}, errors.New("stripe is down")
+}
+
+func TestCheckoutFailureReleasesTheSlot(t *testing.T) {
+	f := newFixture(t)
+	f.svc.cfg.Checkout = failingCheckout{}
+	pat := f.account("patient", "A")
+	if _, err := f.book(pat, f.paid, at("11:00"), ""); !errors.Is(err, ErrCheckoutFailed) || kindOf(err) != problem.Unavailable {
+		t.Fatalf("book with payments down: %v", err)
+	}
+	f.svc.cfg.Checkout = nil
+	if _, err := f.book(f.account("patient", "B"), f.paid, at("11:00"), ""); err != nil {
+		t.Fatalf("the slot stayed held: %v", err)
+	}
+}
