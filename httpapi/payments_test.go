@@ -59,6 +59,7 @@ func newPaymentsEnv(t *testing.T, deliver bool) *paymentsEnv {
 	}
 	t.Cleanup(pay.Close)
 	bsvc := booking.New(e.DB, e.API.Vault, booking.Config{Checkout: pay, PaymentRelease: pay, BaseURL: base})
+	pay.SetSlotReleaser(bsvc)
 	mux := http.NewServeMux()
 	e.API.Routes(mux)
 	e.API.bookingRoutes(mux, bsvc)
@@ -160,7 +161,7 @@ func TestPaymentsJourneyAPI(t *testing.T) {
 	e := newPaymentsEnv(t, true)
 	doc, docID, _, paidID := e.doctor(t)
 	pat, _ := e.user("patient", "Zoé Lefèvre")
-	other, _ := e.user("patient", "Louis Bernard")
+	other, otherAcct := e.user("patient", "Louis Bernard")
 
 	// Onboarding: the practitioner gets a link; a patient is not told the route exists.
 	var link struct {
@@ -244,10 +245,18 @@ func TestPaymentsJourneyAPI(t *testing.T) {
 	}
 	e.waitStatus(t, pat, b.ID, "cancelled", store.PaymentCanceled)
 
-	// Book, decline: the slot is freed and can be booked again.
+	// Book, decline: the slot is freed, offered to the waiting list, and
+	// can be booked again.
 	c := e.bookPaid(t, pat, docID, paidID, 2)
+	if st := other.json("POST", "/api/v1/waitlist", map[string]any{"practitioner_id": docID, "consultation_type_id": paidID}, nil); st != 201 && st != 200 {
+		t.Fatalf("join waiting list: %d", st)
+	}
 	pressButton(t, pat, c.Payment.CheckoutURL, "decline")
 	e.waitStatus(t, pat, c.ID, "expired", store.PaymentFailed)
+	var offers int
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events WHERE kind = 'waitlist.offer' AND recipient_id = $1`, otherAcct.ID).Scan(&offers); err != nil || offers != 1 {
+		t.Fatalf("waiting list offers for the freed slot: %d %v", offers, err)
+	}
 	freed, err := store.AppointmentByID(ctx, e.DB.Pool, c.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -121,7 +121,8 @@ type Service struct {
 	// skew shifts the service's clock (tests jump ahead with it).
 	skew atomic.Int64
 
-	metrics *metrics
+	metrics  *metrics
+	releaser SlotReleaser
 
 	bg      sync.WaitGroup // background settlements
 	closing chan struct{}
@@ -162,6 +163,17 @@ func New(db *store.DB, cfg Config, log *slog.Logger) (*Service, error) {
 	s.log.Warn("payments in TEST MODE: no Stripe key, no real money; checkout pages say so")
 	return s, nil
 }
+
+// SlotReleaser is told, in the same transaction, that payments freed an
+// appointment's slot (an unpaid booking expired, failed or was released),
+// so that the slot goes to the waiting list. booking.Service is one.
+type SlotReleaser interface {
+	Released(ctx context.Context, q store.Q, a store.Appointment) error
+}
+
+// SetSlotReleaser sets who is told of slots that payments frees. Call it
+// once, before serving (booking and payments each need the other).
+func (s *Service) SetSlotReleaser(r SlotReleaser) { s.releaser = r }
 
 // TestMode reports whether the in-process test gateway stands in for Stripe.
 func (s *Service) TestMode() bool { return s.test != nil }
@@ -440,14 +452,34 @@ func (s *Service) apply(ctx context.Context, eventID, eventType, appointmentID s
 				return err
 			}
 		}
-		p, err := store.LockPayment(ctx, tx, appointmentID)
+		// Lock order, as booking does: the practitioner, then the
+		// payment, then the appointment.
+		p, err := store.PaymentOf(ctx, tx, appointmentID)
 		if err != nil {
+			return err
+		}
+		if err := store.LockPractitioner(ctx, tx, p.PractitionerID); err != nil {
+			return err
+		}
+		if p, err = store.LockPayment(ctx, tx, appointmentID); err != nil {
 			return err
 		}
 		settle, err = s.applyLocked(ctx, tx, &p, o)
 		return err
 	})
 	return settle, err
+}
+
+// release moves appointment a out of its slot (to expired or cancelled)
+// and tells the releaser, in transaction tx.
+func (s *Service) release(ctx context.Context, tx pgx.Tx, a store.Appointment, from, to, note string) error {
+	if err := store.TransitionAppointment(ctx, tx, a.ID, []string{from}, to, "", note); err != nil {
+		return err
+	}
+	if s.releaser != nil {
+		return s.releaser.Released(ctx, tx, a)
+	}
+	return nil
 }
 
 func (s *Service) applyLocked(ctx context.Context, tx pgx.Tx, p *store.Payment, o observation) (settle bool, err error) {
@@ -515,14 +547,14 @@ func (s *Service) applyLocked(ctx context.Context, tx pgx.Tx, p *store.Payment, 
 			if o.state == store.PaymentFailed {
 				note = "payment failed"
 			}
-			return false, store.TransitionAppointment(ctx, tx, appt.ID, []string{store.StatusPendingPayment}, store.StatusExpired, "", note)
+			return false, s.release(ctx, tx, appt, store.StatusPendingPayment, store.StatusExpired, note)
 		case store.StatusConfirmed:
 			if from != store.PaymentActionRequired {
 				return false, nil
 			}
 			// The patient did not confirm the payment their bank asked
 			// for: the appointment is released.
-			if err := store.TransitionAppointment(ctx, tx, appt.ID, []string{store.StatusConfirmed}, store.StatusCancelled, "", "payment not authorised"); err != nil {
+			if err := s.release(ctx, tx, appt, store.StatusConfirmed, store.StatusCancelled, "payment not authorised"); err != nil {
 				return false, err
 			}
 			return false, store.Enqueue(ctx, tx, store.OutboxEvent{
