@@ -52,7 +52,8 @@ func Example() {
 	if err := pay.RegisterMetrics(reg); err != nil {
 		log.Error("payments metrics", "err", err)
 	}
-	_ = booking.New(db, v, booking.Config{Checkout: pay, PaymentRelease: pay, BaseURL: baseURL})
+	bookings := booking.New(db, v, booking.Config{Checkout: pay, PaymentRelease: pay, BaseURL: baseURL})
+	pay.SetSlotReleaser(bookings) // freed slots go to the waiting list
 	// consult.Service{..., Completer: pay}; httpapi.API{..., Payments: pay}
 	go pay.RunJobs(ctx, 30*time.Second)
 }
