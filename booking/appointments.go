@@ -651,3 +651,22 @@ func (s *Service) AnnounceDelay(ctx context.Context, who audit.Actor, minutes in
 	})
 	return n, err
 }
+
+// CancelReasonForNotice opens the reason given for a cancellation so
+// that the notification to the patient can say why, and audits the read
+// as the system's. It audits, so call it last in q's transaction. An
+// appointment cancelled without a reason gives "".
+func (s *Service) CancelReasonForNotice(ctx context.Context, q store.Q, a store.Appointment) (string, error) {
+	if a.CancelReason == nil {
+		return "", nil
+	}
+	b, err := s.vault.Open(ctx, q, cancelReasonAAD(a.ID), a.CancelReason)
+	if err != nil {
+		return "", err
+	}
+	if err := audit.Record(ctx, q, audit.Entry{Actor: audit.System, Action: "read", ObjectType: "appointment",
+		ObjectID: a.ID, SubjectID: a.PatientID, Outcome: audit.OK, Detail: "cancellation notice"}); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}

@@ -343,6 +343,10 @@ func TestCancelAndReschedule(t *testing.T) {
 	if err != nil || v.CancelReason != "I am ill today" {
 		t.Fatalf("patient sees why: %q %v", v.CancelReason, err)
 	}
+	stored, _ := store.AppointmentByID(f.ctx, f.db.Pool, b.Appointment.ID)
+	if why, err := f.svc.CancelReasonForNotice(f.ctx, f.db.Pool, stored); err != nil || why != "I am ill today" {
+		t.Fatalf("reason for the notice: %q %v", why, err)
+	}
 	var told int
 	f.db.Pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox_events WHERE kind = 'appointment.cancelled' AND recipient_id = $1`, pat.ID).Scan(&told)
 	if told != 1 {
