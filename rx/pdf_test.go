@@ -100,7 +100,7 @@ func sampleDocument(t testing.TB, id *SigningIdentity, a *Authority, at time.Tim
 		Number:        NewNumber(),
 		AccessCode:    NewAccessCode(),
 		Prescriber:    Prescriber{Name: "Dr Hélène Garçon", Specialty: "Médecine générale", RPPS: "10101234567", Address: "12 rue de l'Église\n69003 Lyon", Phone: "04 78 00 00 00", Email: "helene.garcon@example.org"},
-		Patient:       Patient{Surname: "Lefèvre", FirstNames: "Éloïse Anaïs", Sex: "F", BirthDate: time.Date(1990, 3, 12, 0, 0, 0, 0, time.UTC), WeightKg: 58.5, HeightCm: 165},
+		Patient:       Patient{Surname: "Lefèvre", FirstNames: "Éloïse Anaïs", Sex: "F", BirthDate: "1990-03-12", WeightKg: 58.5, HeightCm: 165},
 		Content:       content,
 		SignedAt:      at,
 		ValidUntil:    content.ValidUntil(at),

@@ -187,8 +187,8 @@ func Render(d Document) ([]byte, error) {
 	pdf.CellFormat(textW, 6, strings.ToUpper(pt.Surname)+" "+pt.FirstNames, "", 1, "L", false, 0, "")
 	st.set(false, 9.5)
 	line := sexLabel(pt.Sex)
-	if !pt.BirthDate.IsZero() {
-		line += fmt.Sprintf(" — %s %s (%s)", bornLabel(pt.Sex), pt.BirthDate.Format("02/01/2006"), plural(ageAt(pt.BirthDate, d.SignedAt), "an", "ans"))
+	if birth, err := time.Parse(time.DateOnly, pt.BirthDate); err == nil {
+		line += fmt.Sprintf(" — %s %s (%s)", bornLabel(pt.Sex), birth.Format("02/01/2006"), plural(ageAt(birth, d.SignedAt), "an", "ans"))
 	}
 	pdf.CellFormat(textW, lineH, line, "", 1, "L", false, 0, "")
 	var measures []string

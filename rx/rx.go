@@ -194,13 +194,13 @@ type Prescriber struct {
 
 // Patient is the patient block of a prescription.
 type Patient struct {
-	AccountID  string    `json:"-"`
-	Surname    string    `json:"surname"`
-	FirstNames string    `json:"first_names"`
-	Sex        string    `json:"sex"` // "F", "M" or "X"
-	BirthDate  time.Time `json:"birth_date"`
-	WeightKg   float64   `json:"weight_kg,omitempty"`
-	HeightCm   float64   `json:"height_cm,omitempty"`
+	AccountID  string  `json:"-"`
+	Surname    string  `json:"surname"`
+	FirstNames string  `json:"first_names"`
+	Sex        string  `json:"sex"`        // "F", "M" or "X"
+	BirthDate  string  `json:"birth_date"` // YYYY-MM-DD
+	WeightKg   float64 `json:"weight_kg,omitempty"`
+	HeightCm   float64 `json:"height_cm,omitempty"`
 }
 
 // Document is everything printed on a prescription.

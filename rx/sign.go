@@ -219,3 +219,7 @@ func signPDF(unsigned []byte, id *SigningIdentity, ca *x509.Certificate, reason 
 	}
 	return out.Bytes(), nil
 }
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
