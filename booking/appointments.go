@@ -535,6 +535,11 @@ func (s *Service) Reschedule(ctx context.Context, who audit.Actor, id string, st
 				}
 			}
 		}
+		if s.cfg.RescheduleCheck != nil {
+			if err := s.cfg.RescheduleCheck.CheckReschedule(ctx, tx, a, slot.Start); err != nil {
+				return err
+			}
+		}
 		if err := store.MoveAppointment(ctx, tx, a.ID, slot.Start, slot.End, who.ID); err != nil {
 			return err
 		}

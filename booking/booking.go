@@ -62,11 +62,21 @@ type PaymentRelease interface {
 	AppointmentCancelled(ctx context.Context, q store.Q, a store.Appointment, byPatient bool) error
 }
 
+// RescheduleCheck says whether an appointment may move to newStart as
+// far as its payment goes (a card hold must outlive the consultation).
+// It is called inside the reschedule's transaction; an error refuses the
+// move and changes nothing. Optional.
+type RescheduleCheck interface {
+	CheckReschedule(ctx context.Context, q store.Q, a store.Appointment, newStart time.Time) error
+}
+
 // Config is the booking service's configuration.
 type Config struct {
-	Checkout       Checkout         // nil: paid bookings stay pending until their hold lapses
-	PaymentRelease PaymentRelease   // nil: nothing to release
-	Now            func() time.Time // nil: time.Now
+	Checkout       Checkout       // nil: paid bookings stay pending until their hold lapses
+	PaymentRelease PaymentRelease // nil: nothing to release
+	// RescheduleCheck, when set, may refuse a move (payments implements it).
+	RescheduleCheck RescheduleCheck
+	Now             func() time.Time // nil: time.Now
 	// BaseURL is the service's public URL, used in calendar files.
 	BaseURL string
 }

@@ -627,3 +627,31 @@ func TestCheckoutFailureReleasesTheSlot(t *testing.T) {
 		t.Fatalf("the slot stayed held: %v", err)
 	}
 }
+
+type refuseFarMoves struct{ limit time.Time }
+
+func (r refuseFarMoves) CheckReschedule(_ context.Context, _ store.Q, _ store.Appointment, start time.Time) error {
+	if start.After(r.limit) {
+		return problem.New(problem.Conflict, "hold_too_short", "the card hold would lapse before this date")
+	}
+	return nil
+}
+
+func TestRescheduleCheck(t *testing.T) {
+	f := newFixture(t)
+	f.svc.cfg.RescheduleCheck = refuseFarMoves{limit: at("23:59")}
+	pat := f.account("patient", "A")
+	b, err := f.book(pat, f.free, at("16:00"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Reschedule(f.ctx, pat, b.Appointment.ID, at("16:00").Add(48*time.Hour)); kindOf(err) != problem.Conflict {
+		t.Fatalf("refused move: %v", err)
+	}
+	if a, _ := store.AppointmentByID(f.ctx, f.db.Pool, b.Appointment.ID); !a.StartsAt.Equal(at("16:00")) {
+		t.Fatalf("a refused move changed the time: %v", a.StartsAt)
+	}
+	if _, err := f.svc.Reschedule(f.ctx, pat, b.Appointment.ID, at("17:00")); err != nil {
+		t.Fatalf("allowed move: %v", err)
+	}
+}
