@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -80,15 +81,16 @@ type Client struct {
 	up, down *webrtc.PeerConnection
 	Events   chan Event
 
-	mu        sync.Mutex
-	streams   map[string]map[string]any // stream id -> info from the offer
-	received  map[string]*Stream        // stream id + kind -> stats
-	closeErr  error
-	keyReq    [3]bool
-	videoSSRC map[uint32]int
-	stop      chan struct{}
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
+	mu                   sync.Mutex
+	streams              map[string]map[string]any // stream id -> info from the offer
+	received             map[string]*Stream        // stream id + kind -> stats
+	closeErr             error
+	keyReq               [3]bool
+	videoSSRC            map[uint32]int
+	sentVideo, sentAudio atomic.Uint64
+	stop                 chan struct{}
+	stopOnce             sync.Once
+	wg                   sync.WaitGroup
 }
 
 var loopback = func(ip net.IP) bool { return ip.IsLoopback() }
@@ -463,4 +465,16 @@ func (c *Client) UsesRelay() bool {
 		}
 	}
 	return true
+}
+
+// Sent returns how many video and audio packets the client has sent.
+func (c *Client) Sent() (video, audio uint64) { return c.sentVideo.Load(), c.sentAudio.Load() }
+
+// ResetLatencies forgets the latency samples gathered so far.
+func (c *Client) ResetLatencies() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.received {
+		s.Latencies = s.Latencies[:0]
+	}
 }

@@ -161,7 +161,9 @@ func (c *Client) sendAudio(t *webrtc.TrackLocalStaticRTP) {
 		payload[1] = metaMagic
 		payload[2] = 0
 		binary.BigEndian.PutUint64(payload[3:], uint64(time.Now().UnixNano()))
-		_ = t.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}, Payload: payload})
+		if t.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}, Payload: payload}) == nil {
+			c.sentAudio.Add(1)
+		}
 		seq++
 		ts += 960
 	}
@@ -253,7 +255,9 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPT
 				}
 				pkt.Payload = p
 				seq[i]++
-				_ = t.WriteRTP(&pkt)
+				if t.WriteRTP(&pkt) == nil && i == n-1 {
+					c.sentVideo.Add(1) // receivers get the top layer when bandwidth allows
+				}
 			}
 		}
 		ts += 90000 / fps
