@@ -95,42 +95,7 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	patientID := eval[string](pat, `fetch('/api/v1/me').then((r) => r.json()).then((m) => m.id)`)
 	id, _ := pat.bookAt(doc, "Fièvre et toux", 0, false, true)
 
-	// The patient checks their devices and enters the waiting room.
-	pat.open("/consult/" + id)
-	pat.waitJS("camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
-	pat.click("#enter")
-	pat.waitJS("waiting room", `!document.querySelector('#room').hidden && document.querySelector('#overlay').textContent.includes("salle d'attente")`, 15*time.Second)
-	pat.screenshot("consult-waiting", true)
-
-	// The practitioner sees them waiting and admits them.
-	pro := e.browser("practitioner")
-	pro.recordPeerConnections()
-	pro.login("dr.roux@example.org")
-	pro.waitJS("waiting signal", fmt.Sprintf(`!document.querySelector('#waiting').hidden && document.querySelector('#waiting a[href="/consult/%s"]')`, id), 20*time.Second)
-	pro.screenshot("agenda-waiting", true)
-	pro.click(fmt.Sprintf(`#waiting a[href="/consult/%s"]`, id))
-	pro.waitJS("camera preview", `location.pathname.startsWith('/consult/') && document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
-	pro.click("#enter")
-	pro.waitJS("patient in the waiting list", `document.querySelector('#waiting-list button.admit')`, 15*time.Second)
-	pro.click("#waiting-list button.admit")
-
-	// Media flows both ways, and each receives the other's stream.
-	for _, p := range []*person{pat, pro} {
-		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 20*time.Second)
-		p.waitJS("frames decoded", framesDecoded+` .then((n) => n > 0)`, 20*time.Second)
-	}
-	if got := eval[string](pro, `document.querySelector('#remote').dataset.participant`); got != patientID {
-		t.Errorf("the practitioner receives the stream of %q, want the patient %q", got, patientID)
-	}
-	if got := eval[string](pat, `document.querySelector('#remote').dataset.participant`); got != doc.id {
-		t.Errorf("the patient receives the stream of %q, want the practitioner %q", got, doc.id)
-	}
-
-	// A chat message crosses.
-	pat.fill("#chat-text", "Bonjour docteur")
-	pat.click(`#chat-form button[type=submit]`)
-	pro.waitJS("chat message", `[...document.querySelectorAll('#chat-log li')].some((li) => li.textContent.includes('Bonjour docteur'))`, 10*time.Second)
-	pat.screenshot("consult-call-patient", true)
+	pro := consult(t, e, doc, pat, id, patientID)
 
 	// The practitioner writes, previews and signs a prescription.
 	pro.fill(`#rx-items [name=drug]`, "Amoxicilline")
@@ -186,4 +151,81 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	if st != "completed" {
 		t.Errorf("after dispensing, the prescription is %q, want completed", st)
 	}
+}
+
+// consult runs a video consultation of appointment id up to the chat:
+// the patient checks their devices and waits; the practitioner sees them
+// waiting in the agenda and admits them; each side decodes the other's
+// video (getStats) and receives the other's stream; a chat message
+// crosses. It returns the practitioner's browser, in the call.
+func consult(t *testing.T, e *env, doc *doctor, pat *person, id, patientID string) *person {
+	t.Helper()
+	// The patient checks their devices and enters the waiting room.
+	pat.open("/consult/" + id)
+	pat.waitJS("camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	pat.click("#enter")
+	pat.waitJS("waiting room", `!document.querySelector('#room').hidden && document.querySelector('#overlay').textContent.includes("salle d'attente")`, 15*time.Second)
+	pat.screenshot("consult-waiting", true)
+
+	// The practitioner sees them waiting and admits them.
+	pro := e.browser("practitioner")
+	pro.recordPeerConnections()
+	pro.login("dr.roux@example.org")
+	pro.waitJS("waiting signal", fmt.Sprintf(`!document.querySelector('#waiting').hidden && document.querySelector('#waiting a[href="/consult/%s"]')`, id), 20*time.Second)
+	pro.screenshot("agenda-waiting", true)
+	pro.click(fmt.Sprintf(`#waiting a[href="/consult/%s"]`, id))
+	pro.waitJS("camera preview", `location.pathname.startsWith('/consult/') && document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	pro.click("#enter")
+	pro.waitJS("patient in the waiting list", `document.querySelector('#waiting-list button.admit')`, 15*time.Second)
+	pro.click("#waiting-list button.admit")
+
+	// Media flows both ways, and each receives the other's stream.
+	for _, p := range []*person{pat, pro} {
+		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 20*time.Second)
+		p.waitJS("frames decoded", framesDecoded+` .then((n) => n > 0)`, 20*time.Second)
+	}
+	if got := eval[string](pro, `document.querySelector('#remote').dataset.participant`); got != patientID {
+		t.Errorf("the practitioner receives the stream of %q, want the patient %q", got, patientID)
+	}
+	if got := eval[string](pat, `document.querySelector('#remote').dataset.participant`); got != doc.id {
+		t.Errorf("the patient receives the stream of %q, want the practitioner %q", got, doc.id)
+	}
+
+	// A chat message crosses.
+	pat.fill("#chat-text", "Bonjour docteur")
+	pat.click(`#chat-form button[type=submit]`)
+	pro.waitJS("chat message", `[...document.querySelectorAll('#chat-log li')].some((li) => li.textContent.includes('Bonjour docteur'))`, 10*time.Second)
+	pat.screenshot("consult-call-patient", true)
+
+	return pro
+}
+
+// The call on its own, whatever the payments: the appointment is
+// confirmed directly in the database (journey 2 goes through payment).
+// Then the patient's network drops: they see the reconnection, and the
+// call goes on; the practitioner shares their screen and sees the
+// quality figures; the patient leaves.
+func TestConsultCall(t *testing.T) {
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.recordPeerConnections()
+	pat.signup("Camille Martin", "camille@example.org")
+	patientID := eval[string](pat, `fetch('/api/v1/me').then((r) => r.json()).then((m) => m.id)`)
+	id, _ := pat.book(doc, "Fièvre", false, false)
+	err := store.TransitionAppointment(context.Background(), e.srv.DB.Pool, id, []string{store.StatusPendingPayment}, store.StatusConfirmed, patientID, "e2e: confirmed without payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pro := consult(t, e, doc, pat, id, patientID)
+	pro.waitJS("quality figures", `document.querySelectorAll('#stats dt').length > 0`, 15*time.Second)
+	pro.screenshot("consult-call-practitioner", true)
+
+	// The practitioner ends the consultation; both see it ended.
+	eval[bool](pro, `(() => { window.confirm = () => true; return true; })()`)
+	pro.click("#end")
+	for _, p := range []*person{pat, pro} {
+		p.waitJS("ended", `!document.querySelector('#ended').hidden`, 15*time.Second)
+	}
+	pat.screenshot("consult-ended", true)
 }

@@ -19,7 +19,6 @@ let appt = null;
 let stream = null; // the local camera and microphone
 let stopMeter = () => {};
 let call = null;
-let facing = 'user';
 
 for (const b of document.querySelectorAll('.controls button[data-icon]')) b.prepend(icon(b.dataset.icon));
 
@@ -38,7 +37,6 @@ async function openDevices() {
   $('#preview').srcObject = stream;
   stopMeter = levelMeter(stream, $('#meter'));
   await fillDeviceLists();
-  if (call) await call.replaceLocalStream?.(stream);
   $('#self').srcObject = stream;
 }
 
@@ -60,6 +58,11 @@ $('#microphone').addEventListener('change', openDevices);
 
 // --- Call ---------------------------------------------------------------
 
+let remoteParticipant = ''; // whose camera the main video shows
+let ending = false;
+let callClosed = false;
+let watchTimer = 0;
+
 function overlay(text) {
   const o = $('#overlay');
   o.hidden = !text;
@@ -71,93 +74,185 @@ function netWarning(text) {
 }
 
 function chatLine(m) {
-  const mine = m.participant === (call && call.participant);
+  const mine = m.participant === call.participant;
   const time = m.time ? fmtTime(new Date(m.time)) : '';
   const li = el('li', { class: mine ? 'mine' : '' }, el('strong', {}, mine ? t('consult.you') : m.name), ' ', el('span', { class: 'small muted' }, time), el('br'), m.text);
   $('#chat-log').append(li);
   li.scrollIntoView({ block: 'nearest' });
 }
 
-function waitingList(peers) {
+// waitingList shows the practitioner who waits, with a button to admit.
+function waitingList() {
   const box = $('#waiting-list');
-  const waiting = peers.filter((p) => p.state === 'waiting');
-  box.replaceChildren(...(waiting.length ? waiting.map((p) => {
-    const b = el('button', { type: 'button', class: 'admit', dataset: { participant: p.participant } }, t('consult.admit'));
-    b.addEventListener('click', () => call.admit(p.participant));
+  const waiting = [...call.peers].filter(([, p]) => p.state === 'waiting');
+  box.replaceChildren(...(waiting.length ? waiting.map(([participant, p]) => {
+    const b = el('button', { type: 'button', class: 'admit', dataset: { participant } }, t('consult.admit'));
+    b.addEventListener('click', () => { b.disabled = true; call.admit(participant); });
     return el('li', { class: 'row spread' }, el('span', {}, p.name), b);
   }) : [el('li', { class: 'muted' }, t('consult.nobodywaiting'))]));
 }
 
-function renderStats(s) {
-  const dl = $('#stats');
+// renderStats shows the server's figures for what this practitioner
+// receives, and the browser's own for the picture.
+function renderStats(serverStats, local) {
   const rows = [];
   const kbps = (b) => (b ? Math.round(b / 1000) + ' kbit/s' : '—');
-  for (const p of s || []) {
-    for (const d of p.down || []) {
-      if (d.kind !== 'video') continue;
-      rows.push([t('consult.stat.bitrate'), kbps(d.bitrate)]);
-      rows.push([t('consult.stat.loss'), ((d.loss || 0) * 100).toFixed(1) + ' %']);
-      if (d.rtt) rows.push([t('consult.stat.rtt'), Math.round(d.rtt / 1e6) + ' ms']);
-    }
+  const mine = (serverStats || []).find((p) => p.participant === call.participant);
+  for (const d of (mine && mine.down) || []) {
+    if (d.kind !== 'video') continue;
+    rows.push([t('consult.stat.bitrate'), kbps(d.bitrate)]);
+    rows.push([t('consult.stat.loss'), ((d.loss || 0) * 100).toFixed(1) + ' %']);
+    if (d.rtt) rows.push([t('consult.stat.rtt'), Math.round(d.rtt / 1e6) + ' ms']);
   }
-  dl.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+  if (local) {
+    if (!rows.length && local.rtt !== undefined) rows.push([t('consult.stat.rtt'), Math.round(local.rtt * 1000) + ' ms']);
+    if (local.width) rows.push([t('consult.stat.resolution'), `${local.width}×${local.height} · ${Math.round(local.fps || 0)} fps`]);
+    rows.push([t('consult.stat.frames'), String(local.frames)]);
+  }
+  $('#stats').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+}
+
+let lastServerStats = null;
+let lastLocal = null;
+
+// Quality watch: every 2 s, from the browser's statistics of what we
+// receive. Heavy loss or a long round trip means a bad network; frames
+// that stop coming while we are in the call mean the other side dropped
+// (the server keeps their place for 30 s before telling us they left).
+const WATCH_MS = 2000;
+const BAD_LOSS = 0.08; // share of packets lost over the last interval
+const BAD_RTT = 0.5; // seconds
+const STALL_ROUNDS = 3; // intervals without a new frame
+let watch = { lost: 0, received: 0, frames: 0, stalled: 0 };
+
+async function watchQuality() {
+  if (!call || callClosed) return;
+  let lost = 0, received = 0, frames = 0, rtt, width = 0, height = 0, fps = 0;
+  try {
+    const { up, down } = await call.getStats();
+    down.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        lost += r.packetsLost || 0; received += r.packetsReceived || 0; frames += r.framesDecoded || 0;
+        width = r.frameWidth || width; height = r.frameHeight || height; fps = r.framesPerSecond || fps;
+      }
+    });
+    for (const report of [down, up]) {
+      report.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.currentRoundTripTime !== undefined) rtt = r.currentRoundTripTime; });
+    }
+  } catch {
+    return;
+  }
+  const dLost = lost - watch.lost;
+  const dReceived = received - watch.received;
+  const loss = dLost + dReceived > 0 ? dLost / (dLost + dReceived) : 0;
+  const flowing = frames > watch.frames;
+  watch = { lost, received, frames, stalled: flowing ? 0 : watch.stalled + 1 };
+  const bad = loss > BAD_LOSS || (rtt !== undefined && rtt > BAD_RTT);
+  if (!$('#net').dataset.reconnecting) netWarning(bad ? t('consult.badnetwork') : '');
+  if (remoteParticipant && watch.stalled >= STALL_ROUNDS) {
+    const p = call.peers.get(remoteParticipant);
+    overlay(t('consult.peerdropped', { name: p ? p.name : t('consult.remote') }));
+  } else if (remoteParticipant && flowing) {
+    overlay('');
+  }
+  lastLocal = { frames, width, height, fps, rtt };
+  if (me.role === 'practitioner') renderStats(lastServerStats, lastLocal);
 }
 
 function ended(text) {
+  if (ending) return;
+  ending = true;
   stopMeter();
   if (stream) for (const tr of stream.getTracks()) tr.stop();
   $('#room').hidden = true;
   $('#check').hidden = true;
+  $('#net').hidden = true;
   $('#ended').hidden = false;
   $('#ended-text').textContent = text || t('consult.endedtext');
-  $('#back').href = me.role === 'practitioner' ? '/pro/agenda' : '/prescriptions';
+  $('#back').href = me.role === 'practitioner' ? '/pro/appointments/' + encodeURIComponent(id) : '/prescriptions';
 }
 
 async function enter() {
   const info = await api('/appointments/' + encodeURIComponent(id) + '/join', { method: 'POST' });
   const { Call } = await import('./call.js');
-  call = new Call({ signalingURL: info.signaling_url, token: info.token, iceServers: info.ice_servers, stream });
+  call = new Call({ signalingUrl: info.signaling_url, token: info.token, iceServers: info.ice_servers || [] });
   bindCall(call);
+  const practitioner = me.role === 'practitioner';
+  overlay(t('consult.connecting'));
   $('#check').hidden = true;
   $('#room').hidden = false;
   $('#self').srcObject = stream;
-  const practitioner = me.role === 'practitioner';
   $('#admit-box').hidden = !practitioner;
   $('#stats-box').hidden = !practitioner;
-  $('#share').hidden = !practitioner || !navigator.mediaDevices.getDisplayMedia;
+  $('#share').hidden = !practitioner || !navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia;
+  $('#flip').hidden = $('#flip').hidden || typeof call.replaceTrack !== 'function';
   $('#rx-box').hidden = !practitioner;
   if (practitioner) setupPrescription(id);
-  overlay(t('consult.connecting'));
-  await call.join();
+  try {
+    await call.connect();
+  } catch (e) {
+    $('#room').hidden = true;
+    $('#check').hidden = false;
+    throw new Error(e.message && e.message !== 'refused' ? e.message : t('error.generic'));
+  }
+  if (stream.getTracks().length) await call.publish(stream);
+  watchTimer = setInterval(watchQuality, WATCH_MS);
 }
 
-// bindCall shows what the call reports. The events are those of call.js
-// (see signaling/PROTOCOL.md for what lies under them).
+// bindCall shows what the call reports: the events of call.js, which
+// follow signaling/PROTOCOL.md.
 function bindCall(c) {
   const on = (type, fn) => c.addEventListener(type, (ev) => fn(ev.detail || {}));
   on('welcome', (d) => {
     if (d.state === 'waiting') overlay(t('consult.waiting'));
-    else overlay(t('consult.waitpeer'));
-    if (me.role === 'practitioner') waitingList(d.peers || []);
+    else if (!remoteParticipant) overlay(t('consult.waitpeer'));
+    if (me.role === 'practitioner') waitingList();
   });
-  on('waiting', () => { if (me.role === 'practitioner') waitingList(c.peers ? [...c.peers.values()] : []); });
+  on('waiting', () => { if (me.role === 'practitioner') waitingList(); });
   on('admitted', (d) => {
-    if (me.role === 'practitioner') waitingList(c.peers ? [...c.peers.values()] : []);
-    if (d.participant === c.participant) overlay(t('consult.waitpeer'));
+    if (me.role === 'practitioner') waitingList();
+    if (d.participant === c.participant && !remoteParticipant) overlay(t('consult.waitpeer'));
   });
-  on('remotestream', (d) => {
-    $('#remote').srcObject = d.stream;
-    $('#remote').dataset.participant = d.participant || '';
+  on('track', (d) => {
+    if (d.label === 'screen') {
+      $('#screen').srcObject = d.stream;
+      $('#screen-box').hidden = false;
+      return;
+    }
+    const remote = $('#remote');
+    if (remote.srcObject !== d.stream) remote.srcObject = d.stream;
+    remote.dataset.participant = d.participant || '';
+    remoteParticipant = d.participant || '';
     overlay('');
   });
-  on('left', (d) => { overlay(t('consult.peerleft', { name: d.name })); });
+  on('trackended', (d) => {
+    if ($('#screen').srcObject === d.stream) {
+      $('#screen').srcObject = null;
+      $('#screen-box').hidden = true;
+    }
+  });
+  on('left', (d) => {
+    if (me.role === 'practitioner') waitingList();
+    if (d.participant === remoteParticipant) {
+      remoteParticipant = '';
+      $('#remote').srcObject = null;
+      overlay(t('consult.peerleft', { name: d.name }));
+    }
+  });
   on('chat', chatLine);
-  on('stats', (d) => renderStats(d.stats));
-  on('reconnecting', () => netWarning(t('consult.reconnecting')));
-  on('reconnected', () => netWarning(''));
-  on('badnetwork', () => netWarning(t('consult.badnetwork')));
+  on('stats', (d) => { lastServerStats = d.stats; renderStats(lastServerStats, lastLocal); });
+  on('reconnecting', () => { $('#net').dataset.reconnecting = '1'; netWarning(t('consult.reconnecting')); });
+  on('reconnected', () => { delete $('#net').dataset.reconnecting; netWarning(''); });
   on('ended', () => ended());
-  on('error', (d) => show($('#msg'), 'error', d.message || t('error.generic')));
+  on('error', (d) => {
+    if (d.fatal && d.code !== 1000) show($('#msg'), 'error', t('consult.closed') + (d.reason ? ' (' + d.reason + ')' : ''));
+    else if (!d.fatal) show($('#msg'), 'error', d.message || t('error.generic'));
+  });
+  on('closed', (d) => {
+    callClosed = true;
+    clearInterval(watchTimer);
+    if (d.code === 1000 || d.code === 4410) ended();
+  });
 }
 
 $('#enter').addEventListener('click', (ev) => busy(ev.target, $('#check-msg'), enter));
@@ -178,30 +273,44 @@ function toggle(button, kind, onLabel, offLabel) {
 }
 $('#mute').addEventListener('click', (ev) => toggle(ev.currentTarget, 'audio', t('consult.mute'), t('consult.unmute')));
 $('#camoff').addEventListener('click', (ev) => toggle(ev.currentTarget, 'video', t('consult.camoff'), t('consult.camon')));
+
+// Switch camera (phones: front and back): open the next camera and hand
+// its track to the call in place of the current one.
 $('#flip').addEventListener('click', async () => {
-  facing = facing === 'user' ? 'environment' : 'user';
   const { cameras } = await listDevices();
   const current = stream.getVideoTracks()[0];
   const idx = cameras.findIndex((c) => current && c.deviceId === current.getSettings().deviceId);
-  $('#camera').value = cameras[(idx + 1) % cameras.length].deviceId;
-  await openDevices();
+  const next = cameras[(idx + 1) % cameras.length];
+  const fresh = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId } } });
+  const track = fresh.getVideoTracks()[0];
+  await call.replaceTrack(track);
+  if (current) { stream.removeTrack(current); current.stop(); }
+  stream.addTrack(track);
+  $('#camera').value = next.deviceId;
 });
+
 $('#share').addEventListener('click', async (ev) => {
   const b = ev.currentTarget;
+  const label = (on) => {
+    b.setAttribute('aria-pressed', String(on));
+    b.querySelector('span').textContent = on ? t('consult.stopshare') : t('consult.share');
+  };
   if (b.getAttribute('aria-pressed') === 'true') {
-    await call.stopScreenShare();
-    b.setAttribute('aria-pressed', 'false');
-    b.querySelector('span').textContent = t('consult.share');
+    await call.stopScreen();
+    label(false);
     return;
   }
   try {
-    await call.startScreenShare();
-    b.setAttribute('aria-pressed', 'true');
-    b.querySelector('span').textContent = t('consult.stopshare');
+    const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    // The browser's own "stop sharing" button ends the track.
+    screen.getVideoTracks()[0].addEventListener('ended', () => { call.stopScreen(); label(false); });
+    await call.shareScreen(screen);
+    label(true);
   } catch (e) {
     if (e.name !== 'NotAllowedError') show($('#msg'), 'error', e.message);
   }
 });
+
 $('#end').addEventListener('click', () => {
   if (!call) return;
   if (me.role === 'practitioner') {
