@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -46,6 +47,12 @@ func newServer() (*signaling.Server, *sfu.SFU) {
 }
 
 func serve(addr string) {
+	if path := os.Getenv("LOADTEST_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	srv, _ := newServer()
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/signal", srv)
