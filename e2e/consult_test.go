@@ -34,16 +34,21 @@ func TestConsultDeviceCheck(t *testing.T) {
 }
 
 // recordPeerConnections makes every page of the person keep its
-// RTCPeerConnections in window.__pcs, so that the test can read their
-// statistics (a test hook injected through the DevTools protocol, not
-// part of the pages).
+// RTCPeerConnections in window.__pcs and its WebSockets in
+// window.__sockets, so that the test can read their statistics and cut a
+// socket (a test hook injected through the DevTools protocol, not part
+// of the pages).
 func (p *person) recordPeerConnections() {
 	p.e.t.Helper()
 	const src = `(() => { const Native = window.RTCPeerConnection; if (!Native) return;
 		window.__pcs = [];
 		window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
 		window.RTCPeerConnection.prototype = Native.prototype;
-		Object.setPrototypeOf(window.RTCPeerConnection, Native); })();`
+		Object.setPrototypeOf(window.RTCPeerConnection, Native);
+		const NativeWS = window.WebSocket; window.__sockets = [];
+		window.WebSocket = function (...args) { const ws = new NativeWS(...args); window.__sockets.push(ws); return ws; };
+		window.WebSocket.prototype = NativeWS.prototype;
+		Object.setPrototypeOf(window.WebSocket, NativeWS); })();`
 	if _, err := chromedp.Call(p.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
 		p.e.t.Fatal(err)
 	}
@@ -221,6 +226,29 @@ func TestConsultCall(t *testing.T) {
 	pro.waitJS("quality figures", `document.querySelectorAll('#stats dt').length > 0`, 15*time.Second)
 	pro.screenshot("consult-call-practitioner", true)
 
+	// The patient's signalling socket drops: the page reconnects on its
+	// own and resumes; media never stopped, and chat works again.
+	before := eval[int](pat, `window.__sockets.length`)
+	eval[bool](pat, `(() => { window.__sockets[window.__sockets.length - 1].close(); return true; })()`)
+	pat.waitJS("a new socket, open", fmt.Sprintf(`window.__sockets.length > %d && window.__sockets[window.__sockets.length - 1].readyState === 1`, before), 15*time.Second)
+	pat.waitJS("reconnection notice gone", `document.querySelector('#net').hidden`, 15*time.Second)
+	for _, p := range []*person{pat, pro} {
+		n := eval[int](p, framesDecoded)
+		p.waitJS("frames still decoded", fmt.Sprintf(framesDecoded+` .then((n) => n > %d)`, n), 10*time.Second)
+	}
+	pat.fill("#chat-text", "Je vous entends de nouveau")
+	pat.click(`#chat-form button[type=submit]`)
+	pro.waitJS("chat after reconnection", `[...document.querySelectorAll('#chat-log li')].some((li) => li.textContent.includes('de nouveau'))`, 10*time.Second)
+	if eval[bool](pro, `document.querySelector('#overlay').textContent.length > 0 && !document.querySelector('#overlay').hidden`) {
+		t.Errorf("the practitioner sees %q after the patient's socket came back", pro.text("#overlay"))
+	}
+
+	// The patient's media stops (their network went away under WebRTC):
+	// the practitioner is told the patient lost their connection.
+	eval[bool](pat, `(() => { window.__pcs.forEach((pc) => pc.close()); return true; })()`)
+	pro.waitJS("dropped peer message", `document.querySelector('#overlay').textContent.includes('Camille Martin') && !document.querySelector('#overlay').hidden`, 20*time.Second)
+	pro.screenshot("consult-peer-dropped", false)
+
 	// The practitioner ends the consultation; both see it ended.
 	eval[bool](pro, `(() => { window.confirm = () => true; return true; })()`)
 	pro.click("#end")
@@ -228,4 +256,6 @@ func TestConsultCall(t *testing.T) {
 		p.waitJS("ended", `!document.querySelector('#ended').hidden`, 15*time.Second)
 	}
 	pat.screenshot("consult-ended", true)
+	pat.open("/appointments/" + id)
+	pat.waitJS("completed", `document.querySelector('#status-badge') && document.querySelector('#status-badge').dataset.status === 'completed'`, 15*time.Second)
 }
