@@ -99,6 +99,8 @@ func TestPrescriptionsOverHTTP(t *testing.T) {
 		{"empty items", e.doctor, "/api/v1/appointments/" + e.appointment + "/prescriptions", map[string]any{"items": []any{}}, 400, "invalid_prescription"},
 		{"dosage without drug", e.doctor, "/api/v1/appointments/" + e.appointment + "/prescriptions",
 			map[string]any{"items": []any{map[string]any{"dosage": "1 le soir", "duration_days": 5}}}, 400, "invalid_prescription"},
+		{"misspelt item field", e.doctor, "/api/v1/appointments/" + e.appointment + "/prescriptions",
+			map[string]any{"items": []any{map[string]any{"drug": "X", "dosage": "1/j", "duration": 5}}}, 400, "bad_json"},
 		{"unknown field", e.doctor, "/api/v1/appointments/" + e.appointment + "/prescriptions", map[string]any{"items": []any{item}, "signed": true}, 400, "bad_json"},
 	}
 	for _, tc := range bad {

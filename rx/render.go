@@ -126,8 +126,10 @@ func Render(d Document) ([]byte, error) {
 		pdf.SetTextRenderingMode(0)
 		pdf.SetFont("Go", "", 7.5)
 		pdf.SetTextColor(90, 90, 90)
-		pdf.CellFormat(textW/2, 4, "Ordonnance n° "+FormatNumber(d.Number), "", 0, "L", false, 0, "")
-		pdf.CellFormat(textW/2, 4, fmt.Sprintf("Page %d/{nb}", pdf.PageNo()), "", 0, "R", false, 0, "")
+		// Every page names the prescription and the patient, so a loose
+		// second page is still attributable.
+		pdf.CellFormat(textW*0.8, 4, "Ordonnance n° "+FormatNumber(d.Number)+" — "+strings.ToUpper(d.Patient.Surname)+" "+d.Patient.FirstNames, "", 0, "L", false, 0, "")
+		pdf.CellFormat(textW*0.2, 4, fmt.Sprintf("Page %d/{nb}", pdf.PageNo()), "", 0, "R", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	})
 	pdf.AddPage()

@@ -12,6 +12,7 @@
 package rx
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -78,7 +79,11 @@ type Item struct {
 func (it *Item) UnmarshalJSON(b []byte) error {
 	type plain Item
 	p := plain{Substitutable: true}
-	if err := json.Unmarshal(b, &p); err != nil {
+	// Strict like the request around it: a misspelt field must not be
+	// dropped silently from a prescription.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
 		return err
 	}
 	*it = Item(p)
