@@ -33,6 +33,8 @@ type ClientConfig struct {
 	VideoBitrate int
 	Simulcast    bool
 	Audio        bool
+	// Screen adds a screen share: a second video track, labelled "screen".
+	Screen bool
 	// KeyframeInterval between spontaneous keyframes (default 10 s); a
 	// PLI gets one at the next frame.
 	KeyframeInterval time.Duration
@@ -85,7 +87,7 @@ type Client struct {
 	streams              map[string]map[string]any // stream id -> info from the offer
 	received             map[string]*Stream        // stream id + kind -> stats
 	closeErr             error
-	keyReq               [3]bool
+	keyReq               [2][3]bool
 	videoSSRC            map[uint32]int
 	sentVideo, sentAudio atomic.Uint64
 	stop                 chan struct{}
@@ -477,4 +479,15 @@ func (c *Client) ResetLatencies() {
 	for _, s := range c.received {
 		s.Latencies = s.Latencies[:0]
 	}
+}
+
+// FromLabel returns what arrived from participant's video labelled
+// label ("camera" or "screen").
+func (c *Client) FromLabel(participant, label string) Stream {
+	for _, s := range c.Received() {
+		if s.Participant == participant && s.Kind == "video" && s.Label == label {
+			return s
+		}
+	}
+	return Stream{}
 }

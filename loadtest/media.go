@@ -74,7 +74,7 @@ func (c *Client) Publish() error {
 			}
 		}
 		s := tr.Sender()
-		go drainRTCP(s, c.requestKeyframe)
+		go drainRTCP(s, func() { c.requestKeyframe(0) })
 		for _, rid := range rids[1:] {
 			go func() {
 				for {
@@ -83,14 +83,29 @@ func (c *Client) Publish() error {
 						return
 					}
 					if hasPLI(pkts) {
-						c.requestKeyframe()
+						c.requestKeyframe(0)
 					}
 				}
 			}()
 		}
 	}
+	var screen *webrtc.TrackLocalStaticRTP
+	if c.cfg.Screen {
+		if screen, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "screen", "scr"); err != nil {
+			return err
+		}
+		tr, err := c.up.AddTransceiverFromTrack(screen, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return err
+		}
+		go drainRTCP(tr.Sender(), func() { c.requestKeyframe(1) })
+	}
 	if err := c.offerUp(false); err != nil {
 		return err
+	}
+	if screen != nil {
+		c.wg.Add(1)
+		go c.sendVideo([]*webrtc.TrackLocalStaticRTP{screen}, nil, 1)
 	}
 	if audio != nil {
 		c.wg.Add(1)
@@ -98,7 +113,7 @@ func (c *Client) Publish() error {
 	}
 	if len(layers) > 0 {
 		c.wg.Add(1)
-		go c.sendVideo(layers, videoTr)
+		go c.sendVideo(layers, videoTr, 0)
 	}
 	return nil
 }
@@ -125,10 +140,12 @@ func drainRTCP(s *webrtc.RTPSender, onPLI func()) {
 	}
 }
 
-func (c *Client) requestKeyframe() {
+// requestKeyframe asks the camera (group 0) or the screen (group 1)
+// sender for a keyframe on every layer.
+func (c *Client) requestKeyframe(group int) {
 	c.mu.Lock()
-	for i := range c.keyReq {
-		c.keyReq[i] = true
+	for i := range c.keyReq[group] {
+		c.keyReq[group][i] = true
 	}
 	c.mu.Unlock()
 }
@@ -141,7 +158,7 @@ func (c *Client) offerUp(restart bool) error {
 	if err := c.up.SetLocalDescription(offer); err != nil {
 		return err
 	}
-	return c.Send(map[string]any{"type": "offer", "pc": "up", "sdp": offer.SDP, "labels": map[string]string{"cam": "camera"}})
+	return c.Send(map[string]any{"type": "offer", "pc": "up", "sdp": offer.SDP, "labels": map[string]string{"cam": "camera", "scr": "screen"}})
 }
 
 // sendAudio sends a 20 ms Opus-sized packet every 20 ms.
@@ -178,7 +195,7 @@ const maxPayload = 1100
 //
 // Simulcast layers carry the mid and rid header extensions, which is how
 // the server tells the layers' SSRCs apart (as browsers do).
-func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPTransceiver) {
+func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPTransceiver, group int) {
 	var midID, ridID uint8
 	defer c.wg.Done()
 	const fps = 30
@@ -209,8 +226,8 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPT
 		c.mu.Lock()
 		var keys [3]bool
 		for i := range n {
-			keys[i] = periodic || c.keyReq[i]
-			c.keyReq[i] = false
+			keys[i] = periodic || c.keyReq[group][i]
+			c.keyReq[group][i] = false
 		}
 		c.mu.Unlock()
 		for i, t := range layers {
@@ -237,7 +254,7 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPT
 				p[3] = byte(i)
 				binary.BigEndian.PutUint64(p[4:], uint64(now.UnixNano()))
 				pkt.Header = rtp.Header{Version: 2, SequenceNumber: seq[i], Timestamp: ts, Marker: frame <= 0}
-				if n > 1 {
+				if n > 1 && tr != nil {
 					if midID == 0 {
 						for _, e := range tr.Sender().GetParameters().HeaderExtensions {
 							switch e.URI {
@@ -255,7 +272,7 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPT
 				}
 				pkt.Payload = p
 				seq[i]++
-				if t.WriteRTP(&pkt) == nil && i == n-1 {
+				if t.WriteRTP(&pkt) == nil && i == n-1 && tr != nil {
 					c.sentVideo.Add(1) // receivers get the top layer when bandwidth allows
 				}
 			}

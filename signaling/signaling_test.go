@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"teleconsult/auth"
 	"teleconsult/loadtest"
@@ -539,5 +540,46 @@ func TestRelayOnlyPeerConnectsThroughTURN(t *testing.T) {
 				t.Fatal("the relay-only patient's selected candidate pair is not relayed")
 			}
 		})
+	}
+}
+
+func TestScreenShareIsASecondVideoTrack(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	room := "appt-screen"
+	doc := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media, Screen: true})
+	if err := doc.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	pat := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "pat", auth.RolePatient, time.Minute)})
+	mustEvent(t, doc, "waiting")
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"camera", "screen"} {
+		waitFor(t, 10*time.Second, "patient receiving the "+label, func() bool { return pat.FromLabel("doc", label).Packets > 10 })
+	}
+}
+
+func TestMetricsCollector(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	doc, _ := e.startCall("appt-metrics")
+	waitFor(t, 10*time.Second, "media", flowing(doc, "pat", "video", 10))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(signaling.NewCollector(e.srv.Media()))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		m := f.GetMetric()[0]
+		if m.GetCounter() != nil {
+			got[f.GetName()] = m.GetCounter().GetValue()
+		} else {
+			got[f.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	if got["teleconsult_sfu_rooms"] != 1 || got["teleconsult_sfu_participants"] != 2 || got["teleconsult_sfu_forwarded_packets_total"] == 0 || got["teleconsult_sfu_forwarded_bytes_total"] == 0 || got["teleconsult_sfu_plis_total"] == 0 {
+		t.Fatalf("metrics = %v", got)
 	}
 }
