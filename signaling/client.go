@@ -43,7 +43,8 @@ type client struct {
 	inbox  chan inbound
 	events chan event
 	attach chan *conn
-	done   chan struct{}
+	done   chan struct{} // closed when the loop stops taking messages
+	gone   chan struct{} // closed once the session has left the room and the SFU
 
 	// Owned by the loop.
 	conn   *conn
@@ -57,7 +58,7 @@ func newClient(s *Server, r *room, claims auth.JoinClaims, cn *conn) *client {
 	return &client{
 		srv: s, room: r, claims: claims, resume: randomID(), conn: cn,
 		inbox: make(chan inbound, 16), events: make(chan event, 1024), attach: make(chan *conn),
-		done: make(chan struct{}),
+		done: make(chan struct{}), gone: make(chan struct{}),
 	}
 }
 
@@ -155,6 +156,7 @@ func (c *client) loop() {
 		c.srv.forgetResume(c)
 		c.peer.Close()
 		c.room.remove(c)
+		close(c.gone)
 		log.Info("signaling: session ended", "reason", errText(reason))
 	}()
 

@@ -229,12 +229,14 @@ func (s *Server) enter(m *message, cn *conn) (*client, error) {
 	}
 	if old != nil {
 		old.kick(errReplaced)
-		<-old.done
+		<-old.gone
 	}
 	c.state = state
 	c.peer, err = r.media.Join(claims.Participant, c)
 	if err != nil {
 		r.remove(c)
+		close(c.done)
+		close(c.gone)
 		return nil, errEnded.Wrap(err)
 	}
 	s.mu.Lock()
