@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ const call = new Call({ signalingUrl: "/api/v1/signal", token: q.get("token") })
 window.call = call;
 call.addEventListener("waiting", (e) => { if (q.get("admit")) call.admit(e.detail.participant); });
 call.addEventListener("error", (e) => window.errors.push(JSON.stringify(e.detail)));
+call.addEventListener("reconnected", (e) => { window.resumed = e.detail.resumed; });
 call.addEventListener("track", (e) => {
   const d = e.detail;
   window.received.push({ participant: d.participant, label: d.label, kind: d.track.kind });
@@ -128,5 +130,16 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 		if err != nil || label != "camera" {
 			t.Fatalf("%s: video label = %q (%v)", p.self, label, err)
 		}
+	}
+
+	// The patient's socket drops (4000 stands for a network failure): call.js
+	// reconnects and resumes, and the video keeps being decoded.
+	before, err := chromedp.Run(pat, chromedp.Evaluate[int](`window.call._ws.close(4000), window.decoded`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(pat, chromedp.Poll[bool](`window.resumed === true && window.decoded > `+strconv.Itoa(before+30), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		errs, _ := chromedp.Run(pat, chromedp.Evaluate[[]string](`window.errors`))
+		t.Fatalf("no resume after a socket drop: %v (page errors: %v)", err, errs)
 	}
 }
