@@ -221,10 +221,19 @@ func (h *prescriptionHandlers) accept(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Number     string `json:"number"`
 		AccessCode string `json:"access_code"`
+		QR         string `json:"qr"` // the scanned QR code, instead of number and access_code
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if body.QR != "" {
+		n, c, ok := rx.ParseQR(body.QR)
+		if !ok {
+			writeError(w, r, rx.ErrInvalid.With("this QR code is not a prescription's"))
+			return
+		}
+		body.Number, body.AccessCode = n, c
 	}
 	acc, err := h.svc.Accept(r.Context(), who, body.Number, body.AccessCode)
 	h.reply(w, r, http.StatusOK, acc, err)

@@ -182,11 +182,14 @@ func TestPrescriptionsOverHTTP(t *testing.T) {
 	if resp, b := e.pharmacist.do("POST", "/api/v1/pharmacy/prescriptions/accept", map[string]string{"number": signed.Number, "access_code": tampered}); resp.StatusCode != 404 {
 		t.Errorf("tampered access code: %d %s", resp.StatusCode, b)
 	}
+	if resp, b := e.pharmacist.do("POST", "/api/v1/pharmacy/prescriptions/accept", map[string]string{"qr": "https://example.test/"}); resp.StatusCode != 400 {
+		t.Errorf("foreign QR code: %d %s", resp.StatusCode, b)
+	}
 	var acc struct {
 		ID     string `json:"id"`
 		Secret string `json:"secret"`
 	}
-	if st := e.pharmacist.json("POST", "/api/v1/pharmacy/prescriptions/accept", map[string]string{"number": signed.Number, "access_code": mine.AccessCode}, &acc); st != 200 || acc.Secret == "" || acc.ID != draft.ID {
+	if st := e.pharmacist.json("POST", "/api/v1/pharmacy/prescriptions/accept", map[string]string{"qr": signed.Number + "/" + mine.AccessCode}, &acc); st != 200 || acc.Secret == "" || acc.ID != draft.ID {
 		t.Fatalf("accept: %d %+v", st, acc)
 	}
 	if resp, b := e.pharmacist.do("POST", "/api/v1/pharmacy/prescriptions/accept", map[string]string{"number": signed.Number, "access_code": mine.AccessCode}); resp.StatusCode != 409 {

@@ -172,6 +172,29 @@ func TestRenderAndSignVerifiesWithPdfsig(t *testing.T) {
 			t.Fatalf("pdfsig says a file with appended bytes is totally signed:\n%s", r.Output)
 		}
 	})
+	t.Run("QR code scans", func(t *testing.T) {
+		if _, err := exec.LookPath("zbarimg"); err != nil {
+			t.Skip("zbarimg (zbar-tools) is not installed")
+		}
+		needTool(t, "pdftoppm")
+		dir := t.TempDir()
+		if out, err := exec.Command("pdftoppm", "-png", "-r", "150", "-f", "1", "-l", "1", path, filepath.Join(dir, "page")).CombinedOutput(); err != nil {
+			t.Fatalf("pdftoppm: %v\n%s", err, out)
+		}
+		pngs, _ := filepath.Glob(filepath.Join(dir, "page*.png"))
+		if len(pngs) != 1 {
+			t.Fatalf("pdftoppm made %v", pngs)
+		}
+		out, err := exec.Command("zbarimg", "--raw", "-q", pngs[0]).Output()
+		if err != nil {
+			t.Fatalf("zbarimg found no QR code: %v", err)
+		}
+		got := strings.TrimSpace(string(out))
+		num, code, ok := ParseQR(got)
+		if !ok || num != doc.Number || code != doc.AccessCode {
+			t.Fatalf("QR code says %q; want number %s and access code %s", got, doc.Number, doc.AccessCode)
+		}
+	})
 	t.Run("text with accents", func(t *testing.T) {
 		text := pdfText(t, signed)
 		for _, want := range []string{

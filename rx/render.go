@@ -48,11 +48,29 @@ func ageAt(birth, t time.Time) int {
 	return age
 }
 
-// QRPayload is what the QR code on a prescription carries: the number and
-// the access code, in the shape of the German E-Rezept data matrix (a task
-// reference with its access code), which pharmacy scanners can split.
+// QRPayload is what the QR code on a prescription carries: the number
+// and the access code as printed, "RX-ABCD-EFGH-JKLM/ABCD-EFGH". Only
+// capitals, digits, "-" and "/" are used, so the code is in QR
+// alphanumeric mode: fewer, larger modules that scan well off a
+// crumpled printout. ParseQR reads it back.
 func QRPayload(number, accessCode string) string {
-	return fmt.Sprintf(`{"urls":["Task/%s/$accept?ac=%s"]}`, FormatNumber(number), FormatAccessCode(accessCode))
+	return FormatNumber(number) + "/" + FormatAccessCode(accessCode)
+}
+
+// ParseQR splits a scanned QR payload into a canonical number and access
+// code.
+func ParseQR(s string) (number, accessCode string, ok bool) {
+	n, c, found := strings.Cut(strings.TrimSpace(s), "/")
+	if !found {
+		return "", "", false
+	}
+	if number, ok = ParseNumber(n); !ok {
+		return "", "", false
+	}
+	if accessCode, ok = ParseAccessCode(c); !ok {
+		return "", "", false
+	}
+	return number, accessCode, true
 }
 
 // Page geometry, in millimetres on A4 portrait.
@@ -321,21 +339,45 @@ func drawQR(pdf *fpdf.Fpdf, payload string, x, y, size float64) error {
 	bm := q.Bitmap()
 	cell := size / float64(len(bm))
 	pdf.SetFillColor(0, 0, 0)
+	// One rectangle per run of dark modules, extended down over the rows
+	// that repeat the same run: far fewer drawing operators than one
+	// square per module.
+	done := make(map[[2]int]bool) // row, start of runs already drawn
 	for r, row := range bm {
 		for c := 0; c < len(row); {
 			if !row[c] {
 				c++
 				continue
 			}
-			// One rectangle per run of dark modules keeps the page small.
 			start := c
 			for c < len(row) && row[c] {
 				c++
 			}
-			pdf.Rect(x+float64(start)*cell, y+float64(r)*cell, float64(c-start)*cell, cell, "F")
+			if done[[2]int{r, start}] {
+				continue
+			}
+			rows := 1
+			for r+rows < len(bm) && sameRun(bm[r+rows], start, c) {
+				done[[2]int{r + rows, start}] = true
+				rows++
+			}
+			pdf.Rect(x+float64(start)*cell, y+float64(r)*cell, float64(c-start)*cell, float64(rows)*cell, "F")
 		}
 	}
 	return nil
+}
+
+// sameRun reports whether row has a dark run exactly from start to end.
+func sameRun(row []bool, start, end int) bool {
+	if start > 0 && row[start-1] || end < len(row) && row[end] {
+		return false
+	}
+	for i := start; i < end; i++ {
+		if !row[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // textStyle sets the font size, colour and weight of the text that follows.
