@@ -583,3 +583,22 @@ func TestMetricsCollector(t *testing.T) {
 		t.Fatalf("metrics = %v", got)
 	}
 }
+
+func TestEmptyRoomClosesAfterAWhile(t *testing.T) {
+	e := newEnv(t, signaling.Config{EmptyRoomTimeout: 200 * time.Millisecond})
+	doc, pat := e.startCall("appt-idle")
+	for _, c := range []*loadtest.Client{doc, pat} {
+		if err := c.Send(map[string]any{"type": "leave"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the room to close", func() bool {
+		n := e.srv.Media().Counters()
+		return n.Rooms == 0 && n.Participants == 0
+	})
+	// The appointment was not ended: its participants can come back.
+	doc = e.mustDial(loadtest.ClientConfig{Token: e.token("appt-idle", "doc", auth.RolePractitioner, time.Minute)})
+	if doc.Role != auth.RolePractitioner {
+		t.Fatal("practitioner could not rejoin")
+	}
+}
