@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -120,5 +121,23 @@ func BenchmarkForward(b *testing.B) {
 		parseRTP(pkt, &info)
 		classify(codecKindVP8, &info)
 		d.forward(0, &info, now)
+	}
+}
+
+func TestNACKRetransmitsFromCache(t *testing.T) {
+	_, d, w := newTestDown(t, 1)
+	now := time.Now()
+	forwardRaw(d, 0, vp8Packet(10, 900, true, true), now)
+	for seq := uint16(11); seq < 20; seq++ {
+		forwardRaw(d, 0, vp8Packet(seq, 900+uint32(seq), false, false), now)
+	}
+	sent := w.n
+	lost := w.seq - 4
+	d.retransmit(&rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{lost, w.seq + 100})})
+	if w.n != sent+1 || w.seq != lost || w.length != 1100-12 {
+		t.Fatalf("after NACK: %d writes (want %d), last seq %d (want %d), payload %d", w.n, sent+1, w.seq, lost, w.length)
+	}
+	if got := d.receiver.room.sfu.Counters().Retransmissions; got != 1 {
+		t.Fatalf("retransmissions counter = %d", got)
 	}
 }
