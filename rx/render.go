@@ -124,6 +124,10 @@ func Render(d Document) ([]byte, error) {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetMargins(margin, margin, margin)
 	pdf.SetAutoPageBreak(true, 24)
+	// The page itself is left uncompressed: it is a few kilobytes of
+	// text operators, and a zlib writer per document costs more CPU and
+	// memory than the bytes it saves (the embedded font stays compressed).
+	pdf.SetCompression(false)
 	// One embedded face: each UTF-8 font costs fpdf about 4 ms to load,
 	// fingerprint, subset and compress, most of the time a prescription
 	// takes. Bold is drawn from it (see setFont).
