@@ -280,3 +280,15 @@ func (c *Client) sendVideo(layers []*webrtc.TrackLocalStaticRTP, tr *webrtc.RTPT
 		ts += 90000 / fps
 	}
 }
+
+// StopScreen withdraws the screen share and offers again.
+func (c *Client) StopScreen() error {
+	for _, tr := range c.up.GetTransceivers() {
+		if s := tr.Sender(); s != nil && s.Track() != nil && s.Track().StreamID() == "scr" {
+			if err := c.up.RemoveTrack(s); err != nil {
+				return err
+			}
+		}
+	}
+	return c.offerUp(false)
+}

@@ -602,3 +602,38 @@ func TestEmptyRoomClosesAfterAWhile(t *testing.T) {
 		t.Fatal("practitioner could not rejoin")
 	}
 }
+
+func TestStoppedScreenShareIsWithdrawn(t *testing.T) {
+	e := newEnv(t, signaling.Config{})
+	room := "appt-screen-stop"
+	doc := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media, Screen: true})
+	if err := doc.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	pat := e.mustDial(loadtest.ClientConfig{Token: e.token(room, "pat", auth.RolePatient, time.Minute)})
+	mustEvent(t, doc, "waiting")
+	if err := doc.Send(map[string]any{"type": "admit", "participant": "pat"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "screen", func() bool { return pat.FromLabel("doc", "screen").Packets > 10 })
+	if err := doc.StopScreen(); err != nil {
+		t.Fatal(err)
+	}
+	// The server re-offers the patient's down connection without the screen.
+	waitFor(t, 10*time.Second, "an offer without the screen", func() bool {
+		for len(pat.Events) > 0 {
+			ev := <-pat.Events
+			if ev.Type != "offer" {
+				continue
+			}
+			streams, _ := ev.Raw["streams"].(map[string]any)
+			labels := fmtJSON(streams)
+			if strings.Contains(labels, `"camera"`) && !strings.Contains(labels, `"screen"`) {
+				return true
+			}
+		}
+		return false
+	})
+	n := pat.FromLabel("doc", "camera").Packets
+	waitFor(t, 5*time.Second, "camera still flowing", func() bool { return pat.FromLabel("doc", "camera").Packets > n+10 })
+}
