@@ -18,6 +18,7 @@ import (
 // camera, chooses among the devices, and the level meter moves with the
 // (fake) microphone's sound.
 func TestConsultDeviceCheck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")
@@ -84,6 +85,7 @@ func (e *env) pharmacy(email string) {
 // prescription; the patient sees it and sends it to a pharmacy, which
 // accepts and dispenses it.
 func TestJourneyConsultAndPrescription(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	e.pharmacy("pharma@example.org")
@@ -212,6 +214,7 @@ func consult(t *testing.T, e *env, doc *doctor, pat *person, id, patientID strin
 // call goes on; the practitioner shares their screen and sees the
 // quality figures; the patient leaves.
 func TestConsultCall(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")

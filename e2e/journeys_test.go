@@ -116,6 +116,7 @@ func (p *person) bookAt(doc *doctor, reason string, ahead time.Duration, shots, 
 // Journey 1: a patient signs up, searches, books a video consultation,
 // pays in test mode and sees it confirmed, with its calendar file.
 func TestJourneyBookAndPay(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")
@@ -156,6 +157,7 @@ func (p *person) login(email string) {
 // Journey 3: a patient cancels within the cancellation policy, and the
 // slot is offered again.
 func TestJourneyCancelFreesSlot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")
@@ -190,6 +192,7 @@ func TestJourneyCancelFreesSlot(t *testing.T) {
 // Journey 4: a patient cannot open another patient's appointment or
 // consultation, and learns nothing about it.
 func TestJourneyOtherPatientLockedOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	a := e.browser("patient A")
@@ -232,6 +235,7 @@ func TestJourneyOtherPatientLockedOut(t *testing.T) {
 // appointment and the practitioner's agenda name the relative. The
 // practitioner then announces a delay, which the patient sees.
 func TestBookForRelativeAndDelay(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")

@@ -10,6 +10,7 @@ import (
 // and lands on their (empty) appointments; logging out brings back the
 // visitor's menu. Screenshots of each page at both sizes.
 func TestSignupAndLanguages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	v := e.browser("visitor")
 	v.open("/")

@@ -10,6 +10,7 @@ import (
 // booking, the appointment with its reason, the dashboard's charts, and
 // the settings editor (a new consultation type, opening hours, an absence).
 func TestPractitionerPages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat := e.browser("patient")

@@ -14,6 +14,7 @@ import (
 // A practitioner's first login sets up two-factor login in the page (key,
 // first code, recovery codes shown once); the next login asks for a code.
 func TestStaffTwoFactorLogin(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, func(c *server.Config) { c.MFARoles = nil })
 	if _, err := e.srv.Auth.Create(context.Background(), auth.RolePractitioner, "dr.roux@example.org", password, "Dr Claire Roux", "fr"); err != nil {
 		t.Fatal(err)
@@ -65,6 +66,7 @@ func decodeSecret(t *testing.T, s string) []byte {
 // The pharmacist's and the admin's pages load for their roles, and a
 // patient who opens them is told they are not for them.
 func TestStaffPages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	e.pharmacy("pharma@example.org")
