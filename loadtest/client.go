@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -490,4 +491,23 @@ func (c *Client) FromLabel(participant, label string) Stream {
 		}
 	}
 	return Stream{}
+}
+
+// RemoteUfrags returns the ICE username fragments of the server's current
+// descriptions of the up and down connections (they change on an ICE
+// restart).
+func (c *Client) RemoteUfrags() (up, down string) {
+	get := func(pc *webrtc.PeerConnection) string {
+		d := pc.CurrentRemoteDescription()
+		if d == nil {
+			return ""
+		}
+		for _, line := range strings.Split(d.SDP, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	return get(c.up), get(c.down)
 }

@@ -448,11 +448,16 @@ func TestICERestartKeepsCall(t *testing.T) {
 	e := newEnv(t, signaling.Config{})
 	doc, pat := e.startCall("appt-10")
 	waitFor(t, 10*time.Second, "call up", flowing(doc, "pat", "video", 10))
+	up0, down0 := pat.RemoteUfrags()
 	for _, c := range []*loadtest.Client{pat, doc} {
 		if err := c.RestartICE(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	waitFor(t, 5*time.Second, "new ICE credentials from the server", func() bool {
+		up, down := pat.RemoteUfrags()
+		return up != up0 && down != down0 && up != "" && down != ""
+	})
 	time.Sleep(time.Second)
 	for _, c := range []*loadtest.Client{pat, doc} {
 		up, down := c.State()
