@@ -635,7 +635,8 @@ const (
 func (s *Service) accessOf(ctx context.Context, q store.Q, who Caller, p store.Prescription) (access, string, error) {
 	switch who.Role {
 	case rolePatient:
-		if p.PatientID == who.ID && p.Status != string(StatusDraft) {
+		// A patient never sees what was not signed (drafts, abandoned ones).
+		if p.PatientID == who.ID && p.SignedAt != nil {
 			return asPatient, "", nil
 		}
 	case rolePractitioner:
@@ -726,7 +727,7 @@ func (s *Service) PDF(ctx context.Context, who Caller, id string) ([]byte, strin
 }
 
 // List returns the caller's prescriptions, newest first: a patient's
-// (signed ones), a practitioner's (drafts too), or those of a
+// (signed ones, cancelled included), a practitioner's (drafts too), or those of a
 // pharmacist's pharmacy (as Inbox).
 func (s *Service) List(ctx context.Context, who Caller) ([]View, error) {
 	var f store.PrescriptionFilter

@@ -183,6 +183,13 @@ func TestCorrectionCancelsAndReplaces(t *testing.T) {
 	if _, err := w.svc.Correct(ctx, w.practitioner, orig.ID, fixed); !errors.Is(err, ErrAlreadyCorrected) {
 		t.Fatalf("second correction: %v", err)
 	}
+	// A correction abandoned as a draft does not block another one.
+	if _, err := w.svc.Cancel(ctx, w.practitioner, draft.ID); err != nil {
+		t.Fatal(err)
+	}
+	if draft, err = w.svc.Correct(ctx, w.practitioner, orig.ID, fixed); err != nil {
+		t.Fatalf("correction after an abandoned one: %v", err)
+	}
 	// Until the correction is signed the original stands.
 	if o, _ := w.svc.Get(ctx, w.patient, orig.ID); o.Status != StatusReady {
 		t.Fatalf("original before the correction is signed: %s", o.Status)
@@ -204,7 +211,7 @@ func TestCorrectionCancelsAndReplaces(t *testing.T) {
 	}
 	list, err := w.svc.List(ctx, w.patient)
 	if err != nil || len(list) != 2 {
-		t.Fatalf("patient list: %d %v", len(list), err)
+		t.Fatalf("patient list (the abandoned draft is not the patient's): %d %v", len(list), err)
 	}
 }
 

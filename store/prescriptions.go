@@ -22,8 +22,8 @@ const PrescriptionsConstraintDispenseOnce = "prescription_dispenses_once"
 // PrescriptionsConstraintNumber is the unique constraint on numbers.
 const PrescriptionsConstraintNumber = "prescriptions_number_key"
 
-// PrescriptionsConstraintReplaces allows one correction per prescription.
-const PrescriptionsConstraintReplaces = "prescriptions_replaces_id_key"
+// PrescriptionsConstraintReplaces allows one live correction per prescription.
+const PrescriptionsConstraintReplaces = "prescriptions_one_correction"
 
 // ErrPrescriptionState is a change the prescription's status does not allow
 // (the conditional update matched no row).
@@ -66,7 +66,8 @@ const prescriptionColumns = `p.id, p.appointment_id, p.practitioner_id, p.patien
 	p.replaces_id, p.number, p.access_code_hash, p.access_code, p.document_sha256, p.signed_at, p.valid_until,
 	p.renewals, p.dispensed_count, p.pharmacy_id, p.accepted_pharmacy_id, p.accepted_by, p.accepted_at,
 	p.secret_hash, p.cancelled_at,
-	(SELECT r.id FROM prescriptions r WHERE r.replaces_id = p.id) AS replaced_by_id,
+	(SELECT r.id FROM prescriptions r WHERE r.replaces_id = p.id
+		ORDER BY r.status = 'cancelled', r.created_at DESC LIMIT 1) AS replaced_by_id,
 	p.created_at, p.updated_at`
 
 func collectPrescription(rows pgx.Rows, err error) (Prescription, error) {
@@ -147,7 +148,7 @@ func Prescriptions(ctx context.Context, q Q, f PrescriptionFilter) ([]Prescripti
 	var arg string
 	switch {
 	case f.PatientID != "":
-		cond, arg = `p.patient_id = $1 AND p.status <> 'draft'`, f.PatientID
+		cond, arg = `p.patient_id = $1 AND p.signed_at IS NOT NULL`, f.PatientID
 	case f.PractitionerID != "":
 		cond, arg = `p.practitioner_id = $1`, f.PractitionerID
 	case f.PharmacyID != "":

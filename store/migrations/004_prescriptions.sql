@@ -51,7 +51,7 @@ CREATE TABLE prescriptions (
     -- Items, instructions and the prescriber and patient blocks (JSON),
     -- sealed with the patient's key: (prescriptions, content, id).
     content              bytea NOT NULL,
-    replaces_id          uuid UNIQUE REFERENCES prescriptions (id),
+    replaces_id          uuid REFERENCES prescriptions (id),   -- the prescription this one corrects
     -- Set when signed.
     number               text UNIQUE CHECK (number ~ '^[2-9A-Z]{12}$'),
     access_code_hash     bytea,      -- SHA-256 of the access code
@@ -82,6 +82,10 @@ CREATE TABLE prescriptions (
     CONSTRAINT prescriptions_dispense_count CHECK (dispensed_count BETWEEN 0 AND renewals + 1),
     CONSTRAINT prescriptions_completed_count CHECK ((status = 'completed') = (dispensed_count = renewals + 1))
 );
+-- One live correction per prescription (a cancelled draft of a
+-- correction does not block another).
+CREATE UNIQUE INDEX prescriptions_one_correction ON prescriptions (replaces_id)
+    WHERE replaces_id IS NOT NULL AND status <> 'cancelled';
 CREATE INDEX prescriptions_patient_idx ON prescriptions (patient_id, created_at DESC);
 CREATE INDEX prescriptions_practitioner_idx ON prescriptions (practitioner_id, created_at DESC);
 CREATE INDEX prescriptions_appointment_idx ON prescriptions (appointment_id);
