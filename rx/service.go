@@ -418,7 +418,11 @@ func (s *Service) signingIdentity(ctx context.Context, practitionerID string, pr
 		if !ok {
 			return nil, errors.New("rx: signing key is not ECDSA")
 		}
-		return &SigningIdentity{Key: ec, Cert: cert}, nil
+		// A certificate names the practitioner: a new name or RPPS number
+		// gets a new one.
+		if cert.Subject.CommonName == prescriber.Name && cert.Subject.SerialNumber == prescriber.RPPS {
+			return &SigningIdentity{Key: ec, Cert: cert}, nil
+		}
 	}
 	if err != nil && problem.KindOf(err) != problem.NotFound {
 		return nil, err

@@ -565,3 +565,44 @@ func TestAuthorityStoredSealedAndImported(t *testing.T) {
 		t.Error("a certificate without its key is accepted")
 	}
 }
+
+func TestCertificateFollowsThePractitioner(t *testing.T) {
+	w := newWorld(t)
+	w.signed(sampleContent())
+	certOf := func() *x509.Certificate {
+		var der []byte
+		if err := w.db.Pool.QueryRow(ctx, `SELECT cert_der FROM rx_signing_keys WHERE practitioner_id = $1`, w.practitioner.ID).Scan(&der); err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := certOf()
+	if first.Subject.CommonName != "Dr Hélène Garçon" || first.Subject.SerialNumber != "10101234567" {
+		t.Fatalf("certificate subject %v", first.Subject)
+	}
+	if _, err := first.Verify(x509.VerifyOptions{Roots: w.ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}); err != nil {
+		t.Fatalf("certificate does not chain to the authority: %v", err)
+	}
+	w.signed(sampleContent())
+	if again := certOf(); !again.Equal(first) {
+		t.Error("a new certificate for every signature")
+	}
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE accounts SET name = 'Dr Hélène Garçon-Dupré' WHERE id = $1`, w.practitioner.ID); err != nil {
+		t.Fatal(err)
+	}
+	v := w.signed(sampleContent())
+	if c := certOf(); c.Subject.CommonName != "Dr Hélène Garçon-Dupré" {
+		t.Errorf("after a change of name the certificate says %q", c.Subject.CommonName)
+	}
+	pdf, _, err := w.svc.PDF(ctx, w.patient, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(pdfText(t, pdf), "Dr Hélène Garçon-Dupré") {
+		t.Error("the PDF does not carry the new name")
+	}
+}
