@@ -133,7 +133,7 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	if txt := pat.text("#list"); !strings.Contains(txt, "Amoxicilline") {
 		t.Errorf("the patient's prescription reads %q", txt)
 	}
-	number := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.prescriptions || d)[0].number)`)
+	number := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.results || d.prescriptions || d)[0].number)`)
 	code := pat.text("#list li[data-id] code")
 	pat.click("#list li[data-id] button.secondary")
 	pat.fill("#pharmacy-place", "Lyon")
@@ -154,7 +154,7 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	ph.screenshot("pharmacy-held", true)
 	ph.click("#dispense")
 	ph.waitJS("dispensed", `!document.querySelector('#notice').hidden && document.querySelector('#held').hidden`, 15*time.Second)
-	st := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.prescriptions || d)[0].status)`)
+	st := eval[string](pat, `fetch('/api/v1/prescriptions').then((r) => r.json()).then((d) => (d.results || d.prescriptions || d)[0].status)`)
 	if st != "completed" {
 		t.Errorf("after dispensing, the prescription is %q, want completed", st)
 	}

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,49 +166,14 @@ func withPages(srv *server.Server, base string) (http.Handler, error) {
 	}
 	pages := http.NewServeMux()
 	site.Routes(pages)
-	hijacks := srv.Signal == nil || passesHijacker(h, base)
 	wrapped := srv.API.Handler(pages)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := pages.Handler(r); pattern != "" {
 			wrapped.ServeHTTP(w, r)
 			return
 		}
-		// The API middleware's response writer cannot be hijacked, and
-		// gorilla/websocket needs an http.Hijacker: until httpapi's
-		// statusWriter implements it, the signalling socket is served
-		// past the middleware (it authenticates by its join token).
-		if r.URL.Path == "/api/v1/signal" && !hijacks {
-			srv.Signal.ServeHTTP(w, r)
-			return
-		}
 		h.ServeHTTP(w, r)
 	}), nil
-}
-
-// hijackProbe is a response writer that records whether a handler tried
-// to take over the connection.
-type hijackProbe struct {
-	*httptest.ResponseRecorder
-	hijacked bool
-}
-
-func (p *hijackProbe) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	p.hijacked = true
-	return nil, nil, errors.New("probe: not a real connection")
-}
-
-// passesHijacker reports whether h lets the signalling handler take over
-// the connection for a WebSocket.
-func passesHijacker(h http.Handler, base string) bool {
-	r := httptest.NewRequest("GET", base+"/api/v1/signal", nil)
-	r.Header.Set("Connection", "Upgrade")
-	r.Header.Set("Upgrade", "websocket")
-	r.Header.Set("Sec-WebSocket-Version", "13")
-	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	r.Header.Set("Origin", base)
-	p := &hijackProbe{ResponseRecorder: httptest.NewRecorder()}
-	h.ServeHTTP(p, r)
-	return p.hijacked
 }
 
 type lockedBuffer struct {

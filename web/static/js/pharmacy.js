@@ -95,8 +95,9 @@ async function scan() {
   await video.play();
   while (stream) {
     const codes = await detector.detect(video).catch(() => []);
-    const found = codes.map((c) => parseQR(c.rawValue)).find(Boolean);
-    if (found) {
+    const code = codes.find((c) => parseQR(c.rawValue));
+    if (code) {
+      const found = parseQR(code.rawValue);
       stopScan();
       $('#number').value = found.number;
       $('#access').value = found.accessCode;
