@@ -22,22 +22,33 @@ async function served(path) {
 }
 
 function rows(tbody, items, cells) {
-  tbody.replaceChildren(...(items.length ? items.map((it) => el('tr', {}, cells(it).map((c) => el('td', {}, c ?? ''))))
+  tbody.replaceChildren(...(items.length ? items.map((it) => el('tr', {}, cells(it).map((c) => el('td', {}, c === undefined || c === null ? '' : c))))
     : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, t('admin.nothing')))]));
 }
 
 const when = (x) => (x ? fmtDateTime(x) : '');
 
+// retryButton sends a failed or held message again.
+function retryButton(m) {
+  const b = el('button', { type: 'button', class: 'link' }, t('admin.retry'));
+  b.addEventListener('click', () => busy(b, $('#msg'), async () => {
+    await api('/admin/outbox/' + encodeURIComponent(m.id) + '/retry', { method: 'POST' });
+    await tables();
+  }));
+  return b;
+}
+
 async function tables() {
   const outbox = await fetchOrNull('/admin/outbox');
   if (outbox) {
     $('#outbox').hidden = false;
-    rows($('#outbox-rows'), list(outbox, 'messages'), (m) => [when(m.created_at), m.kind || m.template, m.channel, m.status, m.attempts, m.last_error || m.error]);
+    rows($('#outbox-rows'), list(outbox, 'messages'), (m) => [when(m.created_at), m.kind, m.channel, m.status, String(m.attempts),
+      el('span', {}, m.last_error || '', ['failed', 'held'].includes(m.status) ? retryButton(m) : null)]);
   }
   const payments = await fetchOrNull('/admin/payments?status=failed');
   if (payments) {
     $('#payments').hidden = false;
-    rows($('#payments-rows'), list(payments, 'payments'), (p) => [when(p.created_at), p.appointment_id, fmtMoney(p.amount_cents, p.currency), p.status, p.last_error || p.error]);
+    rows($('#payments-rows'), list(payments, 'payments'), (p) => [when(p.updated_at || p.created_at), p.appointment_id, fmtMoney(p.amount_cents, p.currency), p.status, p.payment_intent || '']);
   }
   const hooks = await fetchOrNull('/admin/webhooks?status=failed');
   if (hooks) {
