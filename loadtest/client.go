@@ -511,3 +511,19 @@ func (c *Client) RemoteUfrags() (up, down string) {
 	}
 	return get(c.up), get(c.down)
 }
+
+// RemotePorts returns the ports of the server's selected candidates.
+func (c *Client) RemotePorts() []int {
+	var ports []int
+	for _, pc := range []*webrtc.PeerConnection{c.up, c.down} {
+		stats := pc.GetStats()
+		for _, s := range stats {
+			if p, ok := s.(webrtc.ICECandidatePairStats); ok && p.Nominated {
+				if r, ok := stats[p.RemoteCandidateID].(webrtc.ICECandidateStats); ok {
+					ports = append(ports, int(r.Port))
+				}
+			}
+		}
+	}
+	return ports
+}

@@ -60,8 +60,14 @@ type env struct {
 func loopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
 
 func newEnv(t *testing.T, cfg signaling.Config) *env {
+	return newEnvMedia(t, cfg, sfu.Config{})
+}
+
+// newEnvMedia is newEnv with an SFU configured by mc (kept on loopback).
+func newEnvMedia(t *testing.T, cfg signaling.Config, mc sfu.Config) *env {
 	t.Helper()
-	media, err := sfu.New(sfu.Config{IncludeLoopback: true, IPFilter: loopbackOnly})
+	mc.IncludeLoopback, mc.IPFilter = true, loopbackOnly
+	media, err := sfu.New(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,4 +647,34 @@ func TestStoppedScreenShareIsWithdrawn(t *testing.T) {
 	})
 	n := pat.FromLabel("doc", "camera").Packets
 	waitFor(t, 5*time.Second, "camera still flowing", func() bool { return pat.FromLabel("doc", "camera").Packets > n+10 })
+}
+
+func TestSingleUDPPortAndPortRange(t *testing.T) {
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	for name, mc := range map[string]sfu.Config{
+		"mux":   {UDPMuxPort: port},
+		"range": {UDPPortMin: 42000, UDPPortMax: 42100},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnvMedia(t, signaling.Config{}, mc)
+			doc, pat := e.startCall("appt-ports")
+			waitFor(t, 10*time.Second, "media both ways", func() bool {
+				return flowing(doc, "pat", "video", 10)() && flowing(pat, "doc", "video", 10)()
+			})
+			ports := doc.RemotePorts()
+			if len(ports) == 0 {
+				t.Fatal("no selected candidate pair")
+			}
+			for _, p := range ports {
+				if name == "mux" && p != port || name == "range" && (p < 42000 || p > 42100) {
+					t.Fatalf("server candidate port %d outside the configuration %+v", p, mc)
+				}
+			}
+		})
+	}
 }
