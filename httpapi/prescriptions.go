@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"teleconsult/rx"
 )
@@ -28,6 +30,7 @@ func (a *API) prescriptionRoutes(mux *http.ServeMux, svc *rx.Service) {
 	mux.HandleFunc("GET /api/v1/prescriptions/{id}/dispenses", h.dispenses)
 	mux.HandleFunc("GET /api/v1/pharmacy/prescriptions", h.inbox)
 	mux.HandleFunc("POST /api/v1/pharmacy/prescriptions/accept", h.accept)
+	mux.HandleFunc("POST /api/v1/pharmacy/prescriptions/verify", h.verify)
 	mux.HandleFunc("POST /api/v1/pharmacy/prescriptions/{id}/dispense", h.dispense)
 	mux.HandleFunc("POST /api/v1/pharmacy/prescriptions/{id}/reject", h.reject)
 }
@@ -277,5 +280,29 @@ func (h *prescriptionHandlers) reject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.svc.Reject(r.Context(), who, r.PathValue("id"), body.Secret)
+	h.reply(w, r, http.StatusOK, v, err)
+}
+
+// maxPrescriptionPDF bounds an uploaded PDF to verify; ours are tens of
+// kilobytes.
+const maxPrescriptionPDF = 4 << 20
+
+// verify tells a pharmacist whether the uploaded PDF (the request body,
+// Content-Type application/pdf) is exactly a prescription signed here.
+func (h *prescriptionHandlers) verify(w http.ResponseWriter, r *http.Request) {
+	who, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/pdf") {
+		writeError(w, r, rx.ErrInvalid.With("send the PDF as the request body, with Content-Type: application/pdf"))
+		return
+	}
+	pdf, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPrescriptionPDF))
+	if err != nil {
+		writeError(w, r, rx.ErrInvalid.With("the PDF is too large or could not be read"))
+		return
+	}
+	v, err := h.svc.VerifyDocument(r.Context(), who, pdf)
 	h.reply(w, r, http.StatusOK, v, err)
 }

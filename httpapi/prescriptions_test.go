@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -164,6 +165,28 @@ func TestPrescriptionsOverHTTP(t *testing.T) {
 	}
 	if resp, _ := e.pharmacist.do("GET", "/api/v1/prescriptions/"+draft.ID+"/pdf", nil); resp.StatusCode != 200 {
 		t.Errorf("pharmacy it was sent to reads the PDF: %d", resp.StatusCode)
+	}
+
+	// The pharmacy checks the PDF it was handed: this one, byte for byte.
+	verify := func(pdf []byte) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", e.Srv.URL+"/api/v1/pharmacy/prescriptions/verify", bytes.NewReader(pdf))
+		req.Header.Set("Content-Type", "application/pdf")
+		resp, err := e.pharmacist.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, v := verify(pdf); st != 200 || v["authentic"] != true || v["number"] != signed.Number || v["status"] != "ready" {
+		t.Errorf("verify the genuine PDF: %d %v", st, v)
+	}
+	altered := bytes.Clone(pdf)
+	altered[len(altered)/2] ^= 1
+	if st, v := verify(altered); st != 200 || v["authentic"] != false {
+		t.Errorf("verify an altered PDF: %d %v", st, v)
 	}
 
 	// Tampered access code, then accept, then a second accept.

@@ -120,6 +120,13 @@ func PrescriptionByNumber(ctx context.Context, q Q, number string) (Prescription
 	return collectPrescription(rows, err)
 }
 
+// PrescriptionByDocument returns the prescription whose signed PDF has
+// this SHA-256.
+func PrescriptionByDocument(ctx context.Context, q Q, sha256 []byte) (Prescription, error) {
+	rows, err := q.Query(ctx, `SELECT `+prescriptionColumns+` FROM prescriptions p WHERE p.document_sha256 = $1`, sha256)
+	return collectPrescription(rows, err)
+}
+
 // PrescriptionDocument returns the sealed signed PDF of a prescription.
 func PrescriptionDocument(ctx context.Context, q Q, id string) ([]byte, error) {
 	var doc []byte

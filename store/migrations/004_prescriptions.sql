@@ -90,6 +90,7 @@ CREATE INDEX prescriptions_patient_idx ON prescriptions (patient_id, created_at 
 CREATE INDEX prescriptions_practitioner_idx ON prescriptions (practitioner_id, created_at DESC);
 CREATE INDEX prescriptions_appointment_idx ON prescriptions (appointment_id);
 CREATE INDEX prescriptions_pharmacy_idx ON prescriptions (pharmacy_id, signed_at DESC) WHERE pharmacy_id IS NOT NULL;
+CREATE INDEX prescriptions_document_idx ON prescriptions (document_sha256) WHERE document_sha256 IS NOT NULL;
 CREATE INDEX prescriptions_accepted_idx ON prescriptions (accepted_pharmacy_id) WHERE accepted_pharmacy_id IS NOT NULL;
 
 CREATE FUNCTION prescriptions_guard() RETURNS trigger LANGUAGE plpgsql AS $$
