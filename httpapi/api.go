@@ -9,6 +9,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,6 +26,8 @@ import (
 	"teleconsult/booking"
 	"teleconsult/consult"
 	"teleconsult/live"
+	"teleconsult/payments"
+	"teleconsult/rx"
 	"teleconsult/store"
 	"teleconsult/vault"
 )
@@ -48,6 +51,10 @@ type API struct {
 	// ProbeBudget is how many "not found" API answers a caller may get
 	// per minute before being told to slow down (default 30).
 	ProbeBudget int
+	// Rx writes, signs and dispenses prescriptions.
+	Rx *rx.Service
+	// Payments holds cards at booking and charges after the consult.
+	Payments *payments.Service
 	// Booking is the directory and the appointments.
 	Booking *booking.Service
 	// Consult admits participants to video rooms and keeps their chat.
@@ -74,6 +81,12 @@ func (a *API) Routes(mux *http.ServeMux) {
 	}
 	a.fhirRoutes(mux)
 	a.notifyRoutes(mux)
+	if a.Payments != nil {
+		a.paymentsRoutes(mux, a.Payments)
+	}
+	if a.Rx != nil {
+		a.prescriptionRoutes(mux, a.Rx)
+	}
 }
 
 // Handler wraps mux (holding the API's routes and any others, such as the
@@ -210,6 +223,17 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	w.bytes += n
 	return n, err
 }
+
+// Hijack hands the connection over (a WebSocket upgrade).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Flush sends buffered data (event streams).
+func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
 
 // Unwrap lets http.ResponseController reach the underlying writer (for
 // WebSocket hijacking and flushing of event streams).

@@ -27,11 +27,14 @@ import (
 	"teleconsult/httpapi"
 	"teleconsult/live"
 	"teleconsult/notify"
+	"teleconsult/payments"
 	"teleconsult/relay"
+	"teleconsult/rx"
 	"teleconsult/sfu"
 	"teleconsult/signaling"
 	"teleconsult/store"
 	"teleconsult/vault"
+	"teleconsult/web"
 )
 
 // Config is what the service is told from outside.
@@ -47,6 +50,14 @@ type Config struct {
 	// Notify configures email and SMS (SMTP_URL, MAIL_FROM, SMS_*);
 	// BaseURL and TokenKey are filled in here.
 	Notify notify.Config
+	// Payments configures Stripe (STRIPE_*); without a secret key an
+	// in-process test mode stands in for Stripe, delivering its webhooks
+	// to Payments.TestWebhookURL (default: BaseURL's webhook endpoint).
+	Payments payments.Config
+	// CACertFile and CAKeyFile import the prescription-signing certificate
+	// authority (PEM); when empty, the deployment's own CA is created at
+	// first start and kept in the database (its key sealed).
+	CACertFile, CAKeyFile string
 	// Media configures the SFU (public IPs, UDP ports, loopback).
 	Media sfu.Config
 	// TURN, when TURN.ListenUDP or TURN.ListenTCP is set, runs the
@@ -72,6 +83,8 @@ type Server struct {
 	Consult  *consult.Service
 	Booking  *booking.Service
 	Notifier *notify.Worker
+	Payments *payments.Service
+	Rx       *rx.Service
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -108,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 func (s *Server) build(ctx context.Context) (err error) {
 	cfg := s.cfg
-	v, err := openVault(ctx, cfg, s.DB)
+	v, err := OpenVault(ctx, cfg, s.DB)
 	if err != nil {
 		return err
 	}
@@ -127,8 +140,28 @@ func (s *Server) build(ctx context.Context) (err error) {
 		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry,
 		Live: s.Live,
 	}
-	s.Booking = booking.New(s.DB, v, booking.Config{Now: cfg.Now, BaseURL: cfg.BaseURL})
+	pcfg := cfg.Payments
+	pcfg.BaseURL = cfg.BaseURL
+	if pcfg.SecretKey == "" && pcfg.TestWebhookURL == "" {
+		pcfg.TestWebhookURL = cfg.BaseURL + "/api/v1/payments/stripe/webhook"
+	}
+	if s.Payments, err = payments.New(s.DB, pcfg, cfg.Log); err != nil {
+		return err
+	}
+	if err := s.Payments.RegisterMetrics(s.Registry); err != nil {
+		return err
+	}
+	s.Booking = booking.New(s.DB, v, booking.Config{Now: cfg.Now, BaseURL: cfg.BaseURL,
+		Checkout: s.Payments, PaymentRelease: s.Payments, RescheduleCheck: s.Payments})
+	s.Payments.SetSlotReleaser(s.Booking)
 	s.API.Booking = s.Booking
+	s.API.Payments = s.Payments
+	ca, err := rx.LoadOrCreateAuthority(ctx, s.DB, v, cfg.CACertFile, cfg.CAKeyFile)
+	if err != nil {
+		return fmt.Errorf("server: prescription authority: %w", err)
+	}
+	s.Rx = rx.NewService(s.DB, v, ca, cfg.Now)
+	s.API.Rx = s.Rx
 	if err := s.buildVideo(); err != nil {
 		return err
 	}
@@ -143,9 +176,15 @@ func (s *Server) build(ctx context.Context) (err error) {
 	pages.Booking = s.Booking
 	pages.Slots = notify.SlotFinderFunc(s.nextSlots)
 
+	site, err := web.New(web.Config{BaseURL: cfg.BaseURL, Log: cfg.Log})
+	if err != nil {
+		return err
+	}
+
 	mux := http.NewServeMux()
 	s.API.Routes(mux)
 	pages.Routes(mux)
+	site.Routes(mux)
 	mux.Handle("GET /api/v1/signal", s.Signal)
 	s.handler = s.API.Handler(mux)
 	return nil
@@ -163,7 +202,7 @@ func (s *Server) buildVideo() error {
 	s.Registry.MustRegister(signaling.NewCollector(media))
 	signer := auth.NewJoinSigner(subkey(cfg.Secret, "join-token"))
 	s.Consult = &consult.Service{
-		DB: s.DB, Vault: s.Vault, Signer: signer, Now: cfg.Now, Log: cfg.Log,
+		DB: s.DB, Vault: s.Vault, Signer: signer, Now: cfg.Now, Log: cfg.Log, Completer: s.Payments,
 		SignalingURL: wsURL(cfg.BaseURL) + "/api/v1/signal",
 	}
 	if cfg.TURN.ListenUDP != "" || cfg.TURN.ListenTCP != "" {
@@ -229,10 +268,10 @@ func subkey(secret []byte, purpose string) []byte {
 	return m.Sum(nil)
 }
 
-// openVault loads the master keys. A key file is generated at first start
+// OpenVault loads the master keys. A key file is generated at first start
 // only while the database holds no data key: a lost or misplaced key file
 // must stop the service, not silently start a new key.
-func openVault(ctx context.Context, cfg Config, db *store.DB) (*vault.Vault, error) {
+func OpenVault(ctx context.Context, cfg Config, db *store.DB) (*vault.Vault, error) {
 	if cfg.MasterKey != "" {
 		kr, err := vault.ParseKeyring(cfg.MasterKey)
 		if err != nil {
@@ -272,6 +311,8 @@ func (s *Server) Start() {
 			s.cfg.Log.Error("notification worker stopped", "err", err)
 		}
 	}()
+	s.jobs.Add(1)
+	go func() { defer s.jobs.Done(); s.Payments.RunJobs(ctx, 30*time.Second) }()
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
@@ -313,6 +354,9 @@ func (s *Server) Close() {
 	}
 	if s.Media != nil {
 		s.Media.Close()
+	}
+	if s.Payments != nil {
+		s.Payments.Close()
 	}
 	s.DB.Close()
 }

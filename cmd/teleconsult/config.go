@@ -31,6 +31,8 @@ type Config struct {
 	TLSKey        string // TLS_KEY_FILE
 	AutocertHosts string // TLS_AUTOCERT_DOMAINS: obtain certificates automatically (ACME)
 	ACMEHTTPAddr  string // ACME_HTTP_ADDR: where ACME http-01 challenges are answered (default :80)
+	CACertFile    string // RX_CA_CERT_FILE: import the prescription-signing CA
+	CAKeyFile     string // RX_CA_KEY_FILE
 }
 
 // mfaRoles parses MFA_REQUIRED_ROLES; empty means the default.
@@ -66,6 +68,8 @@ func bindCommon(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DATA_DIR", ".data"), "directory for generated demo keys (DATA_DIR)")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", os.Getenv("MASTER_KEY_FILE"), "file holding the master keys (MASTER_KEY_FILE; default DATA_DIR/master.key)")
+	fs.StringVar(&cfg.CACertFile, "rx-ca-cert-file", os.Getenv("RX_CA_CERT_FILE"), "certificate (PEM) of the CA that certifies prescribers' signing keys (RX_CA_CERT_FILE; default: a CA created at first start)")
+	fs.StringVar(&cfg.CAKeyFile, "rx-ca-key-file", os.Getenv("RX_CA_KEY_FILE"), "private key (PEM) of that CA (RX_CA_KEY_FILE)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	cfg.MasterKey = os.Getenv("MASTER_KEY")
 	cfg.SecretKey = os.Getenv("SECRET_KEY")

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"teleconsult/notify"
+	"teleconsult/payments"
 	"teleconsult/server"
 	"teleconsult/store"
 )
@@ -47,7 +48,18 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
 		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
 		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
-		Notify: notify.EnvConfig(os.Getenv),
+		Notify:     notify.EnvConfig(os.Getenv),
+		CACertFile: cfg.CACertFile, CAKeyFile: cfg.CAKeyFile,
+	}
+	if sc.Payments, err = payments.ConfigFromEnv(os.Getenv); err != nil {
+		return server.Config{}, err
+	}
+	if sc.Payments.SecretKey == "" {
+		// Test mode: the stand-in for Stripe delivers its webhooks to our
+		// own listener on loopback.
+		if sc.Payments.TestWebhookURL, err = payments.LoopbackWebhookURL(cfg.Addr); err != nil {
+			return server.Config{}, err
+		}
 	}
 	m := cfg.Media
 	if m.PublicIP != "" {
