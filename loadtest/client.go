@@ -56,6 +56,7 @@ type CloseError struct {
 	Text string
 }
 
+// Error says how the socket was closed.
 func (e *CloseError) Error() string { return fmt.Sprintf("closed %d: %s", e.Code, e.Text) }
 
 // Stream is what a client received on one remote stream.

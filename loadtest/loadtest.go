@@ -69,6 +69,7 @@ type Report struct {
 	Errors             []string
 }
 
+// String formats the report for people.
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "consults: %d (%d failed)\n", r.Rooms, r.Failed)
