@@ -25,6 +25,7 @@ import (
 type ClientConfig struct {
 	SignalURL string // ws://host/api/v1/signal
 	Token     string
+	Room      string // when set, sent in hello: the server refuses a token for another room
 	// ICEServers and RelayOnly force the media through a TURN server.
 	ICEServers []webrtc.ICEServer
 	RelayOnly  bool
@@ -175,6 +176,9 @@ func (c *Client) connect(ctx context.Context, resume string) error {
 	hello := map[string]any{"type": "hello", "version": 1, "token": c.cfg.Token}
 	if resume != "" {
 		hello["resume"] = resume
+	}
+	if c.cfg.Room != "" {
+		hello["room"] = c.cfg.Room
 	}
 	if err := c.Send(hello); err != nil {
 		return err

@@ -56,6 +56,7 @@ type message struct {
 	Version     int                      `json:"version,omitempty"`
 	Token       string                   `json:"token,omitempty"`
 	Resume      string                   `json:"resume,omitempty"`
+	Room        string                   `json:"room,omitempty"`
 	Resumed     bool                     `json:"resumed,omitempty"`
 	Participant string                   `json:"participant,omitempty"`
 	Name        string                   `json:"name,omitempty"`
@@ -106,6 +107,7 @@ var (
 	errOutOfOrder = problem.New(problem.Conflict, "out_of_order", "message out of order")
 	errVersion    = problem.New(problem.Invalid, "version", "unsupported protocol version")
 	errForbidden  = problem.New(problem.Forbidden, "forbidden", "not allowed for your role")
+	errOtherRoom  = problem.New(problem.Forbidden, "other_room", "this join token is for another consultation")
 	errRoomFull   = problem.New(problem.Forbidden, "room_full", "this consultation already has this participant")
 	errNotInvited = problem.New(problem.Forbidden, "not_invited", "this guest link is not valid or was already used")
 	errEnded      = problem.New(problem.Gone, "ended", "this consultation has ended")

@@ -218,6 +218,9 @@ func (s *Server) enter(m *message, cn *conn) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.Room != "" && m.Room != claims.Room {
+		return nil, errOtherRoom
+	}
 	r, err := s.room(claims.Room)
 	if err != nil {
 		return nil, err

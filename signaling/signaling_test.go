@@ -261,8 +261,15 @@ func TestRefusedTokens(t *testing.T) {
 			}
 		})
 	}
-	// A token for another room does not open this one: it opens its own
-	// room, where the callers here do not appear.
+	// A client that names the room it means to join is refused with a
+	// token for another room.
+	_, err := e.dial(loadtest.ClientConfig{Room: "appt-3", Token: e.token("appt-other", "pat", auth.RolePatient, time.Minute)})
+	var ce *loadtest.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4403 {
+		t.Fatalf("token for another room = %v, want 4403", err)
+	}
+	// Without naming it, a token for another room opens its own room,
+	// where the callers here do not appear.
 	c := e.mustDial(loadtest.ClientConfig{Token: e.token("appt-other", "pat", auth.RolePatient, time.Minute)})
 	w, _ := c.Wait(ctxT(t, time.Second), "welcome")
 	if peers, _ := w.Raw["peers"].([]any); len(peers) != 0 {

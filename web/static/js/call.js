@@ -16,6 +16,7 @@
 // Constructor options:
 //   signalingUrl  ws(s):// URL of GET /api/v1/signal (relative paths are resolved against the page)
 //   token         the join token
+//   room          the appointment id this page means to join (optional; a token for another room is then refused)
 //   iceServers    RTCIceServer[] (the join endpoint's ice_servers)
 //   simulcast     send the camera in three layers (default false)
 //
@@ -56,10 +57,11 @@ const FINAL_CLOSE = new Set([1000, 1009, 4400, 4401, 4403, 4409, 4410]);
 const RESUME_WINDOW_MS = 30000;
 
 export class Call extends EventTarget {
-  constructor({ signalingUrl, token, iceServers = [], simulcast = false }) {
+  constructor({ signalingUrl, token, room = "", iceServers = [], simulcast = false }) {
     super();
     this.url = new URL(signalingUrl, location.href.replace(/^http/, "ws")).href;
     this.token = token;
+    this.room = room;
     this.iceServers = iceServers;
     this.simulcast = simulcast;
     this.participant = "";
@@ -238,6 +240,7 @@ export class Call extends EventTarget {
     ws.onopen = () => {
       const hello = { type: "hello", version: PROTOCOL_VERSION, token: this.token };
       if (this._resume) hello.resume = this._resume;
+      if (this.room) hello.room = this.room;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (e) => {
