@@ -111,13 +111,16 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	pro.fill(`#rx-items [name=dosage]`, "1 gélule matin et soir")
 	pro.fill(`#rx-items [name=duration_days]`, "7")
 	pro.click("#rx-preview")
-	pro.waitJS("draft saved", `!document.querySelector('#rx-sign').hidden`, 15*time.Second)
-	pdf := eval[string](pro, `fetch(document.querySelector('#rx-pdf').href).then((r) => r.headers.get('Content-Type'))`)
-	if !strings.HasPrefix(pdf, "application/pdf") {
-		t.Errorf("preview is %q, want a PDF", pdf)
+	pro.waitJS("draft saved", `!document.querySelector('#rx-sign').hidden && !document.querySelector('#rx-sheet').hidden`, 15*time.Second)
+	if sheet := pro.text("#rx-sheet"); !strings.Contains(sheet, "Amoxicilline 500 mg gélule") || !strings.Contains(sheet, "Camille Martin") || !strings.Contains(sheet, "10101010101") {
+		t.Errorf("the preview reads %q", sheet)
 	}
 	pro.click("#rx-sign")
-	pro.waitJS("signed", `!document.querySelector('#rx-status').hidden`, 20*time.Second)
+	pro.waitJS("signed", `!document.querySelector('#rx-status').hidden && !document.querySelector('#rx-pdf').hidden`, 20*time.Second)
+	pdf := eval[string](pro, `fetch(document.querySelector('#rx-pdf').href).then(async (r) => r.headers.get('Content-Type') + ' ' + (await r.text()).slice(0, 5))`)
+	if !strings.HasPrefix(pdf, "application/pdf %PDF-") {
+		t.Errorf("the signed prescription is %q, want a PDF", pdf)
+	}
 	pro.screenshot("consult-call-practitioner", true)
 
 	// The practitioner ends the consultation; both see it ended.

@@ -3,8 +3,9 @@
 // patient finds it in their prescriptions.
 
 import { api } from './api.js';
-import { t } from './i18n.js';
+import { t, fmtDate } from './i18n.js';
 import { $, el, show, busy } from './ui.js';
+import { itemText, prescriberName, patientFullName } from './rx.js';
 
 let draft = null;
 let count = 0;
@@ -45,6 +46,19 @@ function content() {
   return { items, instructions: $('#rx-instructions').value.trim() };
 }
 
+// preview shows the draft as the signed document will state it: the
+// prescriber and patient blocks the server filled in, the items and the
+// instructions. (The PDF itself exists once signed.)
+function preview(v) {
+  const pr = v.prescriber || {};
+  $('#rx-prescriber').textContent = [prescriberName(v), pr.specialty, pr.rpps ? 'RPPS ' + pr.rpps : '', pr.address].filter(Boolean).join(' · ');
+  const pa = v.patient || {};
+  $('#rx-patient').textContent = [patientFullName(v), pa.birth_date ? t('rxwrite.born', { date: fmtDate(pa.birth_date) }) : ''].filter(Boolean).join(' · ');
+  $('#rx-lines').replaceChildren(...(v.items || []).map((i) => el('li', {}, itemText(i))));
+  $('#rx-notes').textContent = v.instructions || '';
+  $('#rx-sheet').hidden = false;
+}
+
 /** setupPrescription prepares the prescription form of appointment id. */
 export function setupPrescription(appointmentID) {
   $('#rx-items').append(itemFields());
@@ -55,9 +69,7 @@ export function setupPrescription(appointmentID) {
       draft = draft
         ? await api('/prescriptions/' + encodeURIComponent(draft.id), { method: 'PUT', body: content() })
         : await api('/appointments/' + encodeURIComponent(appointmentID) + '/prescriptions', { method: 'POST', body: content() });
-      const pdf = $('#rx-pdf');
-      pdf.href = '/api/v1/prescriptions/' + encodeURIComponent(draft.id) + '/pdf';
-      pdf.hidden = false;
+      preview(draft);
       $('#rx-sign').hidden = false;
     });
   });
@@ -68,5 +80,6 @@ export function setupPrescription(appointmentID) {
     $('#rx-preview').hidden = true;
     for (const input of $('#rx-form').querySelectorAll('input, textarea, button')) if (input.id !== 'rx-pdf') input.disabled = true;
     $('#rx-pdf').href = '/api/v1/prescriptions/' + encodeURIComponent(signed.id) + '/pdf';
+    $('#rx-pdf').hidden = false;
   }));
 }
