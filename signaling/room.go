@@ -116,6 +116,12 @@ func (r *room) closeIfEmpty() {
 	r.srv.forgetRoom(r, false)
 }
 
+func (r *room) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 // othersLocked returns the clients other than c. Call with r.mu held.
 func (r *room) othersLocked(c *client) []*client {
 	l := make([]*client, 0, len(r.clients))

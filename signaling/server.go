@@ -267,7 +267,7 @@ func (s *Server) room(id string) (*room, error) {
 		delete(s.ended, id)
 	}
 	r := s.rooms[id]
-	if r == nil {
+	if r == nil || r.isClosed() { // a room closing for idleness is replaced
 		r = newRoom(s, id)
 		s.rooms[id] = r
 	}
