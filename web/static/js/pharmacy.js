@@ -4,17 +4,22 @@
 // The secret that proves this pharmacy accepted it stays in this tab.
 
 import { api, list, session } from './api.js';
-import { t, fmtDateTime } from './i18n.js';
+import { t, fmtDate, fmtDateTime } from './i18n.js';
 import { $, el, show, busy, empty } from './ui.js';
 import { itemText, rxStatus, rxBadge, rxDate, prescriberName, patientFullName, parseQR } from './rx.js';
 
 let held = null; // the current acceptance: {id, secret, items, prescription}
 
 function inboxItem(p) {
+  // Taking one from the inbox: its number is filled in, the access code
+  // is what the patient gives.
+  const take = el('button', { type: 'button', class: 'secondary' }, t('pharmacy.take'));
+  take.addEventListener('click', () => { $('#number').value = p.number || ''; $('#access').focus(); });
   return el('li', { class: 'card', dataset: { id: p.id } },
     el('div', { class: 'row spread' }, el('strong', {}, p.number || ''), el('span', { class: rxBadge(p.status) }, rxStatus(p.status))),
     el('p', {}, [patientFullName(p), prescriberName(p), rxDate(p)].filter(Boolean).join(' · ')),
-    el('p', { class: 'small muted' }, (p.items || []).map(itemText).join(' ; ')));
+    el('p', { class: 'small muted' }, (p.items || []).map(itemText).join(' ; ')),
+    p.status === 'ready' ? el('div', { class: 'actions' }, take) : null);
 }
 
 async function loadInbox() {
@@ -35,7 +40,7 @@ function showHeld(acc) {
   const p = acc.prescription || {};
   $('#held').hidden = false;
   $('#held-title').textContent = t('pharmacy.held', { n: acc.number || p.number });
-  $('#held-patient').textContent = patientFullName(p) + (p.patient && p.patient.birth_date ? ' · ' + p.patient.birth_date : '');
+  $('#held-patient').textContent = patientFullName(p) + (p.patient && p.patient.birth_date ? ' · ' + t('rxwrite.born', { date: fmtDate(p.patient.birth_date) }) : '');
   $('#held-prescriber').textContent = [prescriberName(p), p.prescriber && p.prescriber.rpps ? 'RPPS ' + p.prescriber.rpps : ''].filter(Boolean).join(' · ');
   $('#held-signature').textContent = p.signed_at
     ? t('pharmacy.signed', { when: fmtDateTime(p.signed_at) }) + (p.document_sha256 ? ' · SHA-256 ' + p.document_sha256.slice(0, 16) + '…' : '')
