@@ -11,6 +11,7 @@ import (
 	"teleconsult/booking"
 	"teleconsult/fhir"
 	"teleconsult/problem"
+	"teleconsult/rx"
 	"teleconsult/store"
 )
 
@@ -29,6 +30,10 @@ func (a *API) fhirRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /fhir/Slot", a.fhirSlots)
 	mux.HandleFunc("GET /fhir/Appointment", a.fhirAppointments)
 	mux.HandleFunc("GET /fhir/Appointment/{id}", a.fhirAppointment)
+	if a.Rx != nil {
+		mux.HandleFunc("GET /fhir/MedicationRequest", a.fhirMedicationRequests)
+		mux.HandleFunc("GET /fhir/MedicationRequest/{id}", a.fhirMedicationRequest)
+	}
 }
 
 func writeFHIR(w http.ResponseWriter, status int, v any) {
@@ -305,4 +310,66 @@ func (a *API) patientName(r *http.Request, id string) string {
 		return ""
 	}
 	return acct.Name
+}
+
+// rxCaller is the practitioner behind a FHIR request, as the prescription
+// service knows callers (the audit log notes the token in Detail).
+func (a *API) rxCaller(r *http.Request, owner *auth.Account) rx.Caller {
+	return rx.Caller{ID: owner.ID, Role: owner.Role, IP: a.clientIP(r)}
+}
+
+// fhirMedicationRequests lists the MedicationRequests the practice wrote.
+func (a *API) fhirMedicationRequests(w http.ResponseWriter, r *http.Request) {
+	acct, ok := a.fhirCaller(w, r, auth.ScopePrescriptionsRead)
+	if !ok {
+		return
+	}
+	views, err := a.Rx.List(r.Context(), a.rxCaller(r, acct))
+	if err != nil {
+		writeFHIRError(w, r, err)
+		return
+	}
+	var ids []string
+	var res []any
+	// List is scoped to the prescriber: only this practice's prescriptions.
+	for _, v := range views {
+		full, err := a.Rx.Get(r.Context(), a.rxCaller(r, acct), v.ID)
+		if err != nil {
+			writeFHIRError(w, r, err)
+			return
+		}
+		for _, mr := range rx.MedicationRequests(full) {
+			ids = append(ids, mr.ID)
+			res = append(res, mr)
+		}
+	}
+	writeFHIR(w, http.StatusOK, fhir.NewBundle(a.BaseURL, "MedicationRequest", ids, res))
+}
+
+// fhirMedicationRequest reads one MedicationRequest ("<prescription>-<item>").
+func (a *API) fhirMedicationRequest(w http.ResponseWriter, r *http.Request) {
+	acct, ok := a.fhirCaller(w, r, auth.ScopePrescriptionsRead)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	notFound := store.ErrNotFound.With("MedicationRequest not found")
+	if len(id) < 38 || id[36] != '-' {
+		writeFHIRError(w, r, notFound)
+		return
+	}
+	// Get answers only the prescriber (as a practitioner): another
+	// practice's prescription is not found, and the refusal audited.
+	v, err := a.Rx.Get(r.Context(), a.rxCaller(r, acct), id[:36])
+	if err != nil {
+		writeFHIRError(w, r, err)
+		return
+	}
+	for _, mr := range rx.MedicationRequests(v) {
+		if mr.ID == id {
+			writeFHIR(w, http.StatusOK, mr)
+			return
+		}
+	}
+	writeFHIRError(w, r, notFound)
 }

@@ -10,6 +10,7 @@ import (
 
 	"teleconsult/auth"
 	"teleconsult/booking"
+	"teleconsult/rx"
 	"teleconsult/store"
 )
 
@@ -169,4 +170,70 @@ func randomUUID() string {
 	u[6] = 0x40 | u[6]&0x0f
 	u[8] = 0x80 | u[8]&0x3f
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+func TestFHIRMedicationRequests(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	ca, err := rx.LoadOrCreateAuthority(ctx, e.DB, e.API.Vault, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.API.Rx = rx.NewService(e.DB, e.API.Vault, ca, nil)
+	e.API.Booking = booking.New(e.DB, e.API.Vault, booking.Config{})
+	e.start()
+	doctor, doc := e.user("practitioner", "Dr Rx")
+	other, otherDoc := e.user("practitioner", "Dr Autre")
+	_, pat := e.user("patient", "Patiente")
+	for _, d := range []string{doc.ID, otherDoc.ID} {
+		if err := store.UpsertPractitioner(ctx, e.DB.Pool, store.Practitioner{AccountID: d, Specialty: "general_practice", RPPS: "10101234567",
+			City: "Lyon", TimeZone: "Europe/Paris", HorizonDays: 60, NoShowLimit: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.SavePatientProfile(ctx, e.DB.Pool, store.PatientProfile{ID: store.NewUUID(), AccountID: pat.ID, Relationship: "self",
+		FamilyName: "Durand", GivenNames: "Lise", Sex: "F", BirthDate: time.Date(1985, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(c *client, docID, drug string) string {
+		ct, err := store.SaveConsultationType(ctx, e.DB.Pool, store.ConsultationType{PractitionerID: docID, Name: "Vidéo", Mode: "video", DurationMinutes: 15, NewPatients: true, Active: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now().Add(-time.Hour).Truncate(time.Minute)
+		a, err := store.InsertAppointment(ctx, e.DB.Pool, store.Appointment{ID: store.NewUUID(), PractitionerID: docID, ConsultationTypeID: ct.ID,
+			PatientID: pat.ID, Mode: "video", StartsAt: start, EndsAt: start.Add(15 * time.Minute), Status: store.StatusCompleted, Currency: "EUR"}, docID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			ID string `json:"id"`
+		}
+		if st := c.json("POST", "/api/v1/appointments/"+a.ID+"/prescriptions", map[string]any{"items": []map[string]any{{"drug": drug, "strength": "500 mg",
+			"form": "comprimé", "dosage": "1 matin et soir", "duration_days": 5, "quantity": 1}}}, &v); st != 201 {
+			t.Fatalf("write: %d", st)
+		}
+		if st := c.json("POST", "/api/v1/prescriptions/"+v.ID+"/sign", nil, nil); st != 200 {
+			t.Fatalf("sign: %d", st)
+		}
+		return v.ID
+	}
+	mine := write(doctor, doc.ID, "Amoxicilline")
+	theirs := write(other, otherDoc.ID, "Ibuprofène")
+
+	pms := e.bearer(newToken(t, e, doctor, auth.ScopePrescriptionsRead))
+	resp, b := pms.do("GET", "/fhir/MedicationRequest", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "Amoxicilline") || strings.Contains(string(b), "Ibuprofène") || strings.Contains(string(b), theirs) {
+		t.Fatalf("search: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := pms.do("GET", "/fhir/MedicationRequest/"+mine+"-1", nil); resp.StatusCode != 200 || !strings.Contains(string(b), `"resourceType":"MedicationRequest"`) {
+		t.Errorf("read own: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := pms.do("GET", "/fhir/MedicationRequest/"+theirs+"-1", nil); resp.StatusCode != 404 || strings.Contains(string(b), "Ibuprofène") {
+		t.Errorf("read another practice's: %d %s", resp.StatusCode, b)
+	}
+	agendaOnly := e.bearer(newToken(t, e, doctor, auth.ScopeAgendaRead))
+	if resp, _ := agendaOnly.do("GET", "/fhir/MedicationRequest", nil); resp.StatusCode != 403 {
+		t.Errorf("token without prescriptions:read: %d", resp.StatusCode)
+	}
 }
