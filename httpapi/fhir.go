@@ -30,6 +30,7 @@ func (a *API) fhirRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /fhir/Slot", a.fhirSlots)
 	mux.HandleFunc("GET /fhir/Appointment", a.fhirAppointments)
 	mux.HandleFunc("GET /fhir/Appointment/{id}", a.fhirAppointment)
+	mux.HandleFunc("PUT /fhir/Appointment/{id}", a.fhirUpdateAppointment)
 	if a.Rx != nil {
 		mux.HandleFunc("GET /fhir/MedicationRequest", a.fhirMedicationRequests)
 		mux.HandleFunc("GET /fhir/MedicationRequest/{id}", a.fhirMedicationRequest)
@@ -372,4 +373,65 @@ func (a *API) fhirMedicationRequest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeFHIRError(w, r, notFound)
+}
+
+// fhirUpdateAppointment lets practice software change an appointment's
+// status (FHIR update of the Appointment; only status is taken from the
+// body, and a change to anything else is refused).
+func (a *API) fhirUpdateAppointment(w http.ResponseWriter, r *http.Request) {
+	acct, ok := a.fhirCaller(w, r, auth.ScopeAppointmentsWrite)
+	if !ok {
+		return
+	}
+	var in struct {
+		ResourceType string     `json:"resourceType"`
+		ID           string     `json:"id"`
+		Status       string     `json:"status"`
+		Start        *time.Time `json:"start"`
+		End          *time.Time `json:"end"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	if err := dec.Decode(&in); err != nil {
+		writeFHIRError(w, r, ErrBadJSON)
+		return
+	}
+	id := r.PathValue("id")
+	if in.ResourceType != "Appointment" || (in.ID != "" && in.ID != id) {
+		writeFHIRError(w, r, problem.New(problem.Invalid, "bad_resource", "the body must be this Appointment resource"))
+		return
+	}
+	ap, err := store.AppointmentByID(r.Context(), a.DB.Pool, id)
+	if err == nil && ap.PractitionerID != acct.ID {
+		err = store.ErrNotFound.With("Appointment not found")
+	}
+	if err != nil {
+		writeFHIRError(w, r, err)
+		return
+	}
+	if (in.Start != nil && !in.Start.Equal(ap.StartsAt)) || (in.End != nil && !in.End.Equal(ap.EndsAt)) {
+		writeFHIRError(w, r, problem.New(problem.Invalid, "read_only", "only the status can be changed here; patients reschedule themselves"))
+		return
+	}
+	who := audit.Actor{ID: acct.ID, Role: acct.Role, IP: a.clientIP(r)}
+	switch in.Status {
+	case fhir.AppointmentStatus(ap.Status):
+	case "cancelled":
+		_, err = a.Booking.Cancel(r.Context(), who, id, "")
+	case "noshow":
+		_, err = a.Booking.Mark(r.Context(), who, id, store.StatusNoShow)
+	case "arrived":
+		_, err = a.Booking.Mark(r.Context(), who, id, store.StatusArrived)
+	case "fulfilled":
+		_, err = a.Booking.Mark(r.Context(), who, id, store.StatusCompleted)
+	default:
+		err = problem.New(problem.Invalid, "bad_status", "status may become cancelled, noshow, arrived or fulfilled")
+	}
+	if err == nil {
+		ap, err = store.AppointmentByID(r.Context(), a.DB.Pool, id)
+	}
+	if err != nil {
+		writeFHIRError(w, r, err)
+		return
+	}
+	writeFHIR(w, http.StatusOK, toFHIRAppointment(ap, acct.Name, a.patientName(r, ap.PatientID)))
 }

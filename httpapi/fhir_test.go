@@ -92,6 +92,20 @@ func TestFHIRScopedToOnePractice(t *testing.T) {
 	if resp, _ := pms.do("GET", "/fhir/Slot?schedule=Schedule/"+videoY, nil); resp.StatusCode != 404 {
 		t.Errorf("other practice's slots: %d", resp.StatusCode)
 	}
+	// Writing needs appointments:write, and only on one's own.
+	if resp, _ := pms.do("PUT", "/fhir/Appointment/"+apX, map[string]string{"resourceType": "Appointment", "status": "cancelled"}); resp.StatusCode != 403 {
+		t.Errorf("update without appointments:write: %d", resp.StatusCode)
+	}
+	writer := e.bearer(newToken(t, e.testEnv, docX, auth.ScopeAppointmentsWrite))
+	if resp, _ := writer.do("PUT", "/fhir/Appointment/"+apY, map[string]string{"resourceType": "Appointment", "status": "cancelled"}); resp.StatusCode != 404 {
+		t.Errorf("update of another practice's appointment: %d", resp.StatusCode)
+	}
+	if resp, b := writer.do("PUT", "/fhir/Appointment/"+apX, map[string]string{"resourceType": "Appointment", "status": "bogus"}); resp.StatusCode != 400 {
+		t.Errorf("bad status: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := writer.do("PUT", "/fhir/Appointment/"+apX, map[string]string{"resourceType": "Appointment", "status": "cancelled"}); resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"cancelled"`) {
+		t.Errorf("cancel through FHIR: %d %s", resp.StatusCode, b)
+	}
 	// Scope and role checks.
 	noAgenda := e.bearer(newToken(t, e.testEnv, docX, auth.ScopePrescriptionsRead))
 	if resp, _ := noAgenda.do("GET", "/fhir/Appointment", nil); resp.StatusCode != 403 {
