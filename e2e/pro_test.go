@@ -41,6 +41,9 @@ func TestPractitionerPages(t *testing.T) {
 		t.Errorf("the dashboard shows %q", msg)
 	}
 	pro.screenshot("dashboard", true)
+	// Payouts: Stripe onboarding (instant in test mode) comes back here.
+	pro.click("#onboard")
+	pro.waitJS("back from onboarding", `location.pathname === '/settings/payouts' && !document.querySelector('#payout-notice').hidden`, 15*time.Second)
 
 	pro.open("/pro/settings")
 	pro.waitJS("settings", `document.querySelectorAll('#types li').length === 1 && document.querySelectorAll('#hours tr').length === 7`, 10*time.Second)

@@ -189,8 +189,10 @@ func (s *Site) Routes(mux *http.ServeMux) {
 		"GET /pro/appointments/{id}": {"pro-appointment", "pro-appointment", "proappt.title"},
 		"GET /pro/settings":          {"settings", "settings", "settings.title"},
 		"GET /pro/dashboard":         {"dashboard", "dashboard", "dashboard.title"},
-		"GET /pharmacy":              {"pharmacy", "pharmacy", "pharmacy.title"},
-		"GET /admin":                 {"admin", "admin", "admin.title"},
+		// Stripe's Connect onboarding comes back here (payments' return URL).
+		"GET /settings/payouts": {"dashboard", "dashboard", "dashboard.title"},
+		"GET /pharmacy":         {"pharmacy", "pharmacy", "pharmacy.title"},
+		"GET /admin":            {"admin", "admin", "admin.title"},
 	}
 	for pattern, p := range pages {
 		mux.Handle(pattern, s.pageHandler(p))

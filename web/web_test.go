@@ -37,7 +37,7 @@ func get(t *testing.T, h http.Handler, path string, header map[string]string) *h
 var pagePaths = []string{
 	"/", "/login", "/signup", "/search?specialty=x", "/practitioners/abc", "/appointments",
 	"/appointments/abc", "/consult/abc", "/prescriptions", "/account", "/pro/agenda",
-	"/pro/appointments/abc", "/pro/settings", "/pro/dashboard", "/pharmacy", "/admin",
+	"/pro/appointments/abc", "/pro/settings", "/pro/dashboard", "/settings/payouts?onboarding=done", "/pharmacy", "/admin",
 }
 
 // Every page renders in every language, with the page's strict CSP, and

@@ -72,6 +72,12 @@ function compute(appts, first) {
   }
 })();
 
+// Back from Stripe's onboarding (/settings/payouts?onboarding=done|refresh).
+const onboarding = new URLSearchParams(location.search).get('onboarding');
+if (onboarding === 'done') show($('#payout-notice'), 'ok', t('dashboard.onboarded'));
+if (onboarding === 'refresh') show($('#payout-notice'), 'warn', t('dashboard.onboardagain'));
+if (onboarding) $('#payouts').scrollIntoView();
+
 $('#onboard').addEventListener('click', (ev) => busy(ev.target, $('#payout-msg'), async () => {
   const r = await api('/practitioner/payouts/onboard', { method: 'POST' });
   const url = r && (r.url || r.onboarding_url);
