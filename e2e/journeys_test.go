@@ -279,3 +279,46 @@ func TestBookForRelativeAndDelay(t *testing.T) {
 		t.Log("the appointment is not confirmed (no payment step): the delay part did not run")
 	}
 }
+
+// A patient moves their appointment to another time: the old slot is
+// free again and the new one taken.
+func TestJourneyReschedule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	id, start := pat.bookAt(doc, "Suivi", time.Hour, false, false)
+	pat.open("/appointments/" + id)
+	pat.waitJS("change section", `!document.querySelector('#change').hidden && !document.querySelector('#reschedule-box').hidden`, 10*time.Second)
+	pat.click("#reschedule-box summary")
+	pat.waitJS("new times", `document.querySelectorAll('#reschedule-days button[data-start]').length > 1`, 10*time.Second)
+	newStart := eval[string](pat, fmt.Sprintf(`(() => { const b = [...document.querySelectorAll('#reschedule-days button[data-start]')]
+		.filter((b) => +new Date(b.dataset.start) !== +new Date(%q) && new Date(b.dataset.start) > Date.now() + 1800e3).pop();
+		b.click(); return b.dataset.start; })()`, start))
+	pat.waitJS("moved", `!document.querySelector('#notice').hidden && document.querySelector('#reschedule-box').open === false`, 15*time.Second)
+	got := eval[string](pat, fmt.Sprintf(`fetch('/api/v1/appointments/%s').then((r) => r.json()).then((a) => a.start)`, id))
+	if !sameInstant(got, newStart) {
+		t.Fatalf("after rescheduling, the appointment starts at %s, want %s", got, newStart)
+	}
+	offered := func(at string) bool {
+		return eval[bool](pat, fmt.Sprintf(`(async () => {
+			const s = new Date(%q); const q = new URLSearchParams({from: new Date(s - 60000).toISOString(), to: new Date(+s + 60000).toISOString(), consultation_type_id: %q});
+			const r = await (await fetch('/api/v1/practitioners/%s/slots?' + q)).json();
+			return r.slots.some((x) => +new Date(x.start) === +s); })()`, at, doc.typeID, doc.id))
+	}
+	if !offered(start) {
+		t.Error("the old time is not offered again")
+	}
+	if offered(newStart) {
+		t.Error("the new time is still offered")
+	}
+	pat.screenshot("appointment-rescheduled", false)
+}
+
+// sameInstant reports whether two RFC 3339 times are the same instant.
+func sameInstant(a, b string) bool {
+	ta, err1 := time.Parse(time.RFC3339, a)
+	tb, err2 := time.Parse(time.RFC3339, b)
+	return err1 == nil && err2 == nil && ta.Equal(tb)
+}

@@ -109,7 +109,7 @@ async function loadRescheduleSlots() {
     // A few days of a few times each: enough to choose, short on a phone.
     for (const [day, ss] of [...byDay].slice(0, 5)) {
       days.append(el('div', { class: 'day' }, el('h3', {}, day), el('ul', { class: 'slots' }, ss.slice(0, 8).map((s) => {
-        const b = el('button', { type: 'button', 'aria-label': t('appointment.moveto', { when: fmtDateTime(s.start) }) }, fmtTime(s.start));
+        const b = el('button', { type: 'button', 'aria-label': t('appointment.moveto', { when: fmtDateTime(s.start) }), dataset: { start: s.start } }, fmtTime(s.start));
         b.addEventListener('click', () => busy(b, $('#reschedule-msg'), async () => {
           const moved = await api(base + '/reschedule', { method: 'POST', body: { start: s.start } });
           if (moved && moved.id && moved.id !== id) { location.assign('/appointments/' + encodeURIComponent(moved.id)); return; }
