@@ -23,7 +23,7 @@ func (e *env) doctor(email, name string) *doctor {
 	c := e.staff("practitioner", email, name)
 	c.call("PUT", "/api/v1/practitioner/profile", map[string]any{
 		"specialty": "general_practice", "rpps": "10101010101", "address": "12 rue de la République",
-		"city": "Lyon", "postcode": "69002", "languages": []string{"fr", "en"},
+		"city": "Lyon", "postcode": "69002", "latitude": 45.7640, "longitude": 4.8357, "languages": []string{"fr", "en"},
 		"min_notice_minutes": 0, "cancel_cutoff_minutes": 5, "phone": "+33 4 00 00 00 00",
 	}, 200, nil)
 	var ct struct {

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
 )
 
 // A visitor reads the home page in French, switches to English, signs up
@@ -63,4 +68,28 @@ func TestSignupAndLanguages(t *testing.T) {
 	if v.requestCount() == 0 {
 		t.Fatal("no request recorded: the network log is not working")
 	}
+}
+
+// "Around me": the browser's position (here set by the test, as a phone
+// would give it) finds the practitioners nearby, with their distance.
+func TestSearchAroundMe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	v := e.browser("visitor")
+	if _, err := chromedp.CallBrowser(v.ctx, browser.SetPermission, browser.SetPermissionParams{
+		Permission: &browser.PermissionDescriptor{Name: string(browser.PermissionTypeGeolocation)},
+		Setting:    browser.PermissionSettingGranted, Origin: e.url,
+		BrowserContextID: chromedp.FromContext(v.ctx).BrowserContextID,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lat, lon, acc := 45.7578, 4.8320, 50.0 // Lyon, Perrache: under a kilometre away
+	if _, err := chromedp.Call(v.ctx, emulation.SetGeolocationOverride, emulation.SetGeolocationOverrideParams{Latitude: &lat, Longitude: &lon, Accuracy: &acc}); err != nil {
+		t.Fatal(err)
+	}
+	v.open("/")
+	v.click("#near-me")
+	v.waitJS("nearby results", fmt.Sprintf(`location.pathname === '/search' && new URLSearchParams(location.search).get('near') && [...document.querySelectorAll('#results .result')].some((r) => r.textContent.includes(%q) && r.textContent.includes('km'))`, doc.name), 15*time.Second)
+	v.screenshot("search-near", false)
 }

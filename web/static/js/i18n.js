@@ -39,6 +39,14 @@ export function fmtMoney(cents, currency = 'EUR') {
   return new Intl.NumberFormat(locale, { style: 'currency', currency }).format((cents || 0) / 100);
 }
 
+/** fmtNumber formats a number with at most digits decimals. */
+export const fmtNumber = (n, digits = 1) => new Intl.NumberFormat(locale, { maximumFractionDigits: digits }).format(n || 0);
+
+/** plural picks key.one, key.other, ... for n by the language's rules. */
+export function plural(key, n, vars = {}) {
+  return t(key + '.' + new Intl.PluralRules(locale).select(n), { n, ...vars });
+}
+
 /** fmtPercent formats a ratio (0.25 -> 25 %). */
 export const fmtPercent = (r) => new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 }).format(r || 0);
 

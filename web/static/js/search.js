@@ -1,8 +1,8 @@
 // search.js: search results with each practitioner's next free slot.
 
 import { api, list, optionalSession } from './api.js';
-import { t, fmtDateTime, specialtyName } from './i18n.js';
-import { fillSpecialties } from './specialties.js';
+import { t, plural, fmtDateTime, fmtNumber, specialtyName } from './i18n.js';
+import { fillSpecialties, nearMe } from './specialties.js';
 import { $, el, show, empty } from './ui.js';
 
 const params = new URLSearchParams(location.search);
@@ -11,6 +11,7 @@ form.place.value = params.get('place') || '';
 form.mode.checked = params.get('mode') === 'video';
 const specialtiesReady = fillSpecialties($('#specialty'), params.get('specialty') || '');
 optionalSession();
+nearMe(form);
 
 let page = 1;
 let shown = 0;
@@ -23,6 +24,7 @@ function query() {
   const place = (params.get('place') || '').trim();
   if (/^\d{2,5}$/.test(place)) q.set('postcode', place);
   else if (place) q.set('city', place);
+  if (params.get('near')) { q.set('near', params.get('near')); q.set('radius_km', '25'); }
   if (params.get('mode') === 'video') q.set('mode', 'video');
   q.set('page', String(page));
   return q;
@@ -33,7 +35,7 @@ function result(p) {
   const href = '/practitioners/' + encodeURIComponent(p.id);
   return el('li', { class: 'card result' },
     el('h2', {}, el('a', { href }, p.name)),
-    el('p', { class: 'muted' }, [specialtyName(p.specialty), p.city].filter(Boolean).join(' · ')),
+    el('p', { class: 'muted' }, [specialtyName(p.specialty), p.city, typeof p.distance_km === 'number' ? t('search.km', { n: fmtNumber(p.distance_km) }) : ''].filter(Boolean).join(' · ')),
     p.offers_video ? el('p', {}, el('span', { class: 'badge' }, t('search.videobadge'))) : null,
     slot
       ? el('p', {}, t('search.nextslot') + ' ',
@@ -53,7 +55,7 @@ async function load() {
     for (const p of results) box.append(result(p));
     shown += results.length;
     if (shown === 0) box.replaceChildren(el('li', {}, empty(t('search.none'))));
-    $('#count').textContent = shown ? t('search.count', { n: shown }) : '';
+    $('#count').textContent = shown ? plural('search.count', shown) : '';
     $('#more').hidden = !(data && (data.next_page || results.length >= (data.page_size || 20)));
   } catch (e) {
     show($('#msg'), 'error', e.message);

@@ -18,3 +18,22 @@ export async function fillSpecialties(select, current) {
   }
   return select;
 }
+
+/**
+ * nearMe offers "around me" on a search form where the browser can tell
+ * where it is: the position goes in the form's hidden near field (it is
+ * sent to our server only, as a search filter) and the form is submitted.
+ */
+export function nearMe(form) {
+  const button = form.querySelector('#near-me');
+  if (!button || !navigator.geolocation) return;
+  button.hidden = false;
+  button.addEventListener('click', () => {
+    button.disabled = true;
+    navigator.geolocation.getCurrentPosition((pos) => {
+      form.near.value = pos.coords.latitude.toFixed(4) + ',' + pos.coords.longitude.toFixed(4);
+      form.place.value = '';
+      form.submit();
+    }, () => { button.disabled = false; }, { timeout: 10000, maximumAge: 600000 });
+  });
+}
