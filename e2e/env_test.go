@@ -403,6 +403,7 @@ func (p *person) screenshot(name string, bothSizes bool) {
 		shoot("")
 		return
 	}
+	p.audit(name)
 	for _, s := range []struct {
 		suffix string
 		size   [2]int64
@@ -433,6 +434,41 @@ func (p *person) screenshot(name string, bothSizes bool) {
 		}
 	}
 	chromedp.Do(ctx, chromedp.EmulateViewport(desktop[0], desktop[1], chromedp.EmulateLandscape))
+}
+
+// audit checks what a screen reader and a keyboard need on the page:
+// every visible form control has a label, every button and link a name,
+// every image a text alternative (empty for decoration), and a focused
+// control shows a visible focus ring.
+func (p *person) audit(name string) {
+	p.e.t.Helper()
+	problems := eval[[]string](p, `(() => {
+		const out = [];
+		const visible = (el) => el.offsetParent !== null || getComputedStyle(el).position === 'fixed';
+		const named = (el) => (el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim() || el.getAttribute('title') || (el.querySelector('img[alt]:not([alt=""])'))) ;
+		for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+			if (!visible(el)) continue;
+			const labelled = (el.id && document.querySelector('label[for="' + el.id + '"]')) || el.closest('label') || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+			if (!labelled) out.push('unlabelled ' + el.tagName.toLowerCase() + (el.name ? '[name=' + el.name + ']' : ''));
+		}
+		for (const el of document.querySelectorAll('button, a[href]')) {
+			if (visible(el) && !named(el)) out.push('nameless ' + el.tagName.toLowerCase() + (el.id ? '#' + el.id : ''));
+		}
+		for (const el of document.querySelectorAll('img')) {
+			if (!el.hasAttribute('alt')) out.push('image without alt: ' + el.src);
+		}
+		const target = [...document.querySelectorAll('main button, main a[href], main input, main select')].find(visible);
+		if (target) {
+			target.focus({ focusVisible: true });
+			const cs = getComputedStyle(target);
+			if (document.activeElement === target && cs.outlineStyle === 'none' && cs.boxShadow === 'none') out.push('no visible focus on ' + target.tagName.toLowerCase());
+			target.blur();
+		}
+		return out;
+	})()`)
+	for _, pr := range problems {
+		p.e.t.Errorf("%s: accessibility: %s", name, pr)
+	}
 }
 
 // apiClient is a plain HTTP client with its own session, for setting up

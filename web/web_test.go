@@ -228,3 +228,22 @@ func TestCatalogueRefusesMissingKeys(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// In DevMode the files are read from ./web at each request (run from the
+// module root) and static files are never cached.
+func TestDevModeReadsFromDisk(t *testing.T) {
+	t.Chdir("..")
+	s, err := New(Config{DevMode: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Routes(mux)
+	if res := get(t, mux, "/login", nil); res.StatusCode != 200 {
+		t.Fatalf("login: %d", res.StatusCode)
+	}
+	res := get(t, mux, "/static/"+s.assets.version+"/css/app.css", nil)
+	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("static in dev mode: %d %q", res.StatusCode, res.Header.Get("Cache-Control"))
+	}
+}
