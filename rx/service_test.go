@@ -606,3 +606,35 @@ func TestCertificateFollowsThePractitioner(t *testing.T) {
 		t.Error("the PDF does not carry the new name")
 	}
 }
+
+func TestPrescriptionForARelative(t *testing.T) {
+	w := newWorld(t)
+	child := store.NewUUID()
+	if _, err := store.SavePatientProfile(ctx, w.db.Pool, store.PatientProfile{ID: child, AccountID: w.patient.ID, Relationship: "child",
+		FamilyName: "Lefèvre", GivenNames: "Noé", Sex: "M", BirthDate: time.Date(2019, 6, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	a := w.newAppointment(w.practitioner, w.patient, store.StatusCompleted)
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE appointments SET profile_id = $2 WHERE id = $1`, a.ID, child); err != nil {
+		t.Fatal(err)
+	}
+	d, err := w.svc.Create(ctx, w.practitioner, a.ID, sampleContent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := w.svc.Sign(ctx, w.practitioner, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Patient.FirstNames != "Noé" || v.Patient.Sex != "M" {
+		t.Fatalf("patient block: %+v", v.Patient)
+	}
+	// The parent's account receives it.
+	pdf, _, err := w.svc.PDF(ctx, w.patient, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := pdfText(t, pdf); !strings.Contains(text, "LEFÈVRE Noé") || !strings.Contains(text, "Né le 01/06/2019") {
+		t.Errorf("PDF patient block:\n%s", text)
+	}
+}
