@@ -153,12 +153,15 @@ func (d *downTrack) forward(layer int, in *rtpInfo, now time.Time) {
 	if d.writer == nil {
 		return
 	}
+	switched := false
+	prevCurrent, prevStarted, prevSeqOff, prevTsOff, prevBase := d.current, d.started, d.seqOff, d.tsOff, d.baseSeq
 	if layer != d.current {
 		// A layer switch (or the first packet) can only happen on a
 		// keyframe of the wanted layer: anything else is undecodable.
 		if layer != d.target || !in.keyframe {
 			return
 		}
+		switched = true
 		if d.started {
 			delta := uint32(uint64(now.Sub(d.lastAt)) * d.clock / uint64(time.Second))
 			if delta == 0 {
@@ -180,17 +183,24 @@ func (d *downTrack) forward(layer int, in *rtpInfo, now time.Time) {
 		return
 	}
 	ts := in.ts + d.tsOff
-	if int16(seq-d.lastSeq) > 0 || d.packets == 0 {
-		d.lastSeq, d.lastTs, d.lastAt = seq, ts, now
-	}
 	d.hdr.Version = 2
 	d.hdr.Marker = in.marker
 	d.hdr.PayloadType = d.pt
 	d.hdr.SequenceNumber = seq
 	d.hdr.Timestamp = ts
 	d.hdr.SSRC = d.ssrc
-	if _, err := d.writer.WriteRTP(&d.hdr, in.payload); err != nil {
+	if n, err := d.writer.WriteRTP(&d.hdr, in.payload); err != nil || n == 0 {
+		// Pion drops packets silently until DTLS-SRTP is up. A keyframe
+		// lost that way would leave the receiver with nothing to decode:
+		// undo the switch and ask for another keyframe.
+		if switched {
+			d.current, d.started, d.seqOff, d.tsOff, d.baseSeq = prevCurrent, prevStarted, prevSeqOff, prevTsOff, prevBase
+			go d.up.requestKeyframe(layer)
+		}
 		return
+	}
+	if int16(seq-d.lastSeq) > 0 || d.packets == 0 {
+		d.lastSeq, d.lastTs, d.lastAt = seq, ts, now
 	}
 	n := 12 + len(in.payload)
 	d.packets++

@@ -43,8 +43,9 @@ type upLayer struct {
 	track *webrtc.TrackRemote
 	ssrc  uint32
 
-	bitrate atomic.Uint64 // bits per second over the last window
-	lastPLI atomic.Int64  // unix nanoseconds of the last keyframe request
+	bitrate  atomic.Uint64 // bits per second over the last window
+	lastPLI  atomic.Int64  // unix nanoseconds of the last keyframe request
+	pliLater atomic.Bool   // a request is scheduled for when the interval has passed
 
 	// Loss accounting, owned by the layer's read loop.
 	windowStart     time.Time
@@ -149,7 +150,19 @@ func (t *upTrack) requestKeyframe(i int) {
 	}
 	now := time.Now().UnixNano()
 	last := l.lastPLI.Load()
-	if now-last < int64(keyframeInterval) || !l.lastPLI.CompareAndSwap(last, now) {
+	if wait := int64(keyframeInterval) - (now - last); wait > 0 {
+		// Too soon after the last request: make this one later rather than
+		// never, or a receiver whose keyframe was lost could wait for the
+		// publisher's next spontaneous keyframe, seconds away.
+		if l.pliLater.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(wait), func() {
+				l.pliLater.Store(false)
+				t.requestKeyframe(i)
+			})
+		}
+		return
+	}
+	if !l.lastPLI.CompareAndSwap(last, now) {
 		return
 	}
 	t.sfu.plis.Add(1)
