@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,7 +28,6 @@ import (
 	"teleconsult/server"
 	"teleconsult/sfu"
 	"teleconsult/store/storetest"
-	"teleconsult/web"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -107,11 +105,7 @@ func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 		t.Fatalf("server: %v", err)
 	}
 	srv.Start()
-	h, err := withPages(srv, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	t.Cleanup(func() {
 		hs.Close()
@@ -149,31 +143,6 @@ func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return &env{t: t, srv: srv, url: base, alloc: root}
-}
-
-// withPages returns the server's handler, adding the web pages when the
-// server does not serve them itself yet.
-func withPages(srv *server.Server, base string) (http.Handler, error) {
-	h := srv.Handler()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/login", nil))
-	if rec.Code == http.StatusOK && strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
-		return h, nil
-	}
-	site, err := web.New(web.Config{BaseURL: base})
-	if err != nil {
-		return nil, err
-	}
-	pages := http.NewServeMux()
-	site.Routes(pages)
-	wrapped := srv.API.Handler(pages)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := pages.Handler(r); pattern != "" {
-			wrapped.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}), nil
 }
 
 type lockedBuffer struct {
