@@ -322,3 +322,43 @@ func sameInstant(a, b string) bool {
 	tb, err2 := time.Parse(time.RFC3339, b)
 	return err1 == nil && err2 == nil && ta.Equal(tb)
 }
+
+// The waiting list: a patient joins it; another cancels; the freed slot
+// is offered to the first, who books it from their appointments page.
+func TestJourneyWaitlistOffer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	a := e.browser("patient A")
+	a.signup("Camille Martin", "camille@example.org")
+	id, start := a.bookAt(doc, "Suivi", 2*time.Hour, false, false)
+
+	b := e.browser("patient B")
+	b.signup("Louis Bernard", "louis@example.org")
+	b.open("/practitioners/" + doc.id)
+	b.waitJS("waiting list button", `!document.querySelector('#waitlist').hidden`, 10*time.Second)
+	b.click("#waitlist-join")
+	b.waitJS("on the list", `document.querySelector('#waitlist-msg').classList.contains('ok')`, 10*time.Second)
+
+	a.open("/appointments/" + id)
+	a.waitJS("cancel form", `!document.querySelector('#cancel-form').hidden`, 10*time.Second)
+	eval[bool](a, `(() => { window.confirm = () => true; return true; })()`)
+	a.click("#cancel")
+	a.waitJS("cancelled", `document.querySelector('#status-badge').dataset.status === 'cancelled'`, 10*time.Second)
+
+	b.open("/appointments")
+	b.waitJS("offer", `!document.querySelector('#waitlist').hidden && document.querySelector('#waitlist-list a.button')`, 15*time.Second)
+	b.screenshot("waitlist-offer", true)
+	b.click("#waitlist-list a.button")
+	b.waitJS("booking form on the offered slot", `!document.querySelector('#booking').hidden`, 15*time.Second)
+	b.click("#book")
+	b.waitJS("booked", `!location.pathname.startsWith('/practitioners/')`, 15*time.Second)
+	if !strings.HasPrefix(eval[string](b, `location.pathname`), "/appointments/") {
+		b.click(`button[value=pay]`)
+		b.waitJS("appointment", `location.pathname.startsWith('/appointments/')`, 15*time.Second)
+	}
+	got := eval[string](b, `fetch('/api/v1/appointments/' + location.pathname.split('/').pop()).then((r) => r.json()).then((x) => x.start)`)
+	if !sameInstant(got, start) {
+		t.Errorf("patient B booked %s, want the freed slot %s", got, start)
+	}
+}

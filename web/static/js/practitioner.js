@@ -140,8 +140,16 @@ $('#booking-form').addEventListener('submit', (ev) => {
   });
 });
 
+// The waiting list: a patient is told when an earlier slot frees up.
+$('#waitlist-join').addEventListener('click', (ev) => busy(ev.target, $('#waitlist-msg'), async () => {
+  await api('/waitlist', { method: 'POST', body: { practitioner_id: id, consultation_type_id: type ? type.id : '' } });
+  show($('#waitlist-msg'), 'ok', t('waitlist.joined'));
+  ev.target.hidden = true;
+}));
+
 (async () => {
   me = await optionalSession().catch(() => null);
+  $('#waitlist').hidden = !(me && me.role === 'patient');
   try {
     await loadProfile();
     updateBooking();
