@@ -175,7 +175,8 @@ function ended(text) {
 async function enter() {
   const info = await api('/appointments/' + encodeURIComponent(id) + '/join', { method: 'POST' });
   const { Call } = await import('./call.js');
-  call = new Call({ signalingUrl: info.signaling_url, token: info.token, iceServers: info.ice_servers || [] });
+  // Naming the room makes the server refuse a token for any other one.
+  call = new Call({ signalingUrl: info.signaling_url, token: info.token, room: id, iceServers: info.ice_servers || [] });
   bindCall(call);
   const practitioner = me.role === 'practitioner';
   overlay(t('consult.connecting'));
