@@ -48,9 +48,11 @@ fuzz:
 	  done; \
 	done
 
-## bench: every benchmark
+## bench: measure the service on this machine -> out/bench/report.md and report.json
+# PROFILE=1 also writes CPU and allocation profiles (out/bench/*.pprof).
+PROFILE ?=
 bench:
-	@$(PG) && $(GO) test -run '^$$' -bench . -benchmem ./...
+	@$(PG) && $(GO) run ./cmd/bench -out out/bench $(if $(PROFILE),-profile)
 
 clean:
 	rm -rf bin out
