@@ -235,6 +235,14 @@ func TestConsultCall(t *testing.T) {
 	pro.waitJS("quality figures", `document.querySelectorAll('#stats dt').length > 0`, 15*time.Second)
 	pro.screenshot("consult-call-practitioner", true)
 
+	// The practitioner shares their screen: the patient sees it beside
+	// the camera; stopping withdraws it.
+	pro.click("#share")
+	pat.waitJS("shared screen", `!document.querySelector('#screen-box').hidden && document.querySelector('#screen').videoWidth > 0`, 20*time.Second)
+	pat.screenshot("consult-screen-share", false)
+	pro.click("#share")
+	pat.waitJS("screen withdrawn", `document.querySelector('#screen-box').hidden`, 20*time.Second)
+
 	// The patient's signalling socket drops: the page reconnects on its
 	// own and resumes; media never stopped, and chat works again.
 	before := eval[int](pat, `window.__sockets.length`)

@@ -130,6 +130,8 @@ func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		// Screen sharing picks the whole screen without asking.
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.Flag("lang", "fr-FR"),
 		chromedp.Flag("accept-lang", "fr-FR,fr"),
 	)
