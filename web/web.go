@@ -265,7 +265,7 @@ func (s *Site) pageHeaders(w http.ResponseWriter, r *http.Request) {
 	csp := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 		"media-src 'self' blob:; font-src 'self'; object-src 'none'; worker-src 'self'; " +
 		"connect-src 'self' ws://" + host + " wss://" + host + "; " +
-		"frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+		"frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("Referrer-Policy", "no-referrer")
@@ -287,7 +287,7 @@ func (s *Site) switchLanguage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: LangCookie, Value: lang, Path: "/", MaxAge: 365 * 24 * 3600,
+		Name: LangCookie, Value: lang, Path: "/", MaxAge: 365 * 24 * 3600, HttpOnly: true,
 		Secure: strings.HasPrefix(s.cfg.BaseURL, "https://"), SameSite: http.SameSiteLaxMode,
 	})
 	next := r.URL.Query().Get("next")
