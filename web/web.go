@@ -62,11 +62,11 @@ type assets struct {
 
 // New loads and checks the templates and catalogues.
 func New(cfg Config) (*Site, error) {
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	s := &Site{cfg: cfg, log: cfg.Log}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	a, err := s.load()
 	if err != nil {
 		return nil, err
