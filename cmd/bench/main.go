@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type options struct {
 	Out     string
 	Profile bool
 	Runs    int
+	Only    string // comma-separated sections to run; empty: all
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "out/bench", "directory of report.md, report.json and the profiles")
 	flag.BoolVar(&o.Profile, "profile", false, "write CPU and allocation profiles of the SFU and booking runs")
 	flag.IntVar(&o.Runs, "runs", 3, "runs per figure (the median and spread are over these)")
+	flag.StringVar(&o.Only, "only", "", "run only these sections (comma-separated: sfu,signalling,booking,search,prescriptions)")
 	flag.Parse()
 	if o.Runs < 3 {
 		o.Runs = 3
@@ -90,6 +93,9 @@ func run(ctx context.Context, o options) (*Report, error) {
 		{"prescriptions", runRx},
 	}
 	for _, s := range sections {
+		if o.Only != "" && !slices.Contains(strings.Split(o.Only, ","), s.name) {
+			continue
+		}
 		t0 := time.Now()
 		logf("== %s", s.name)
 		err := s.fn(ctx, o, rep)

@@ -273,6 +273,7 @@ type levelRun struct {
 	CPUMsPerStreamSecond           float64
 	ClientCPUMsPerStreamSecond     float64
 	AllocsPerPacket                float64
+	CPUMicrosPerPacket             float64
 	MemKBPerRoom                   float64
 	ForwardedPerSecond, WindowSecs float64
 	Errors                         []string
@@ -286,12 +287,19 @@ type consultPair struct {
 // startConsult joins a practitioner and a patient, both publishing VP8
 // at 1.5 Mbit/s and Opus, and has the practitioner admit the patient
 // (as the load tool does).
-func startConsult(ctx context.Context, c *sfuChild, room string) (p consultPair) {
+func startConsult(ctx context.Context, c *sfuChild, room string) consultPair {
+	url := "ws://" + c.addr + "/api/v1/signal"
+	return startConsultVia(ctx, c, room, url, url, videoBitrate)
+}
+
+// startConsultVia is startConsult with the patient's signalling URL (a
+// shaping proxy, say) and the cameras' bitrate chosen.
+func startConsultVia(ctx context.Context, c *sfuChild, room, docURL, patURL string, bitrate int) (p consultPair) {
 	tok := func(who, role string) string {
 		t, _ := c.signer.Sign(auth.JoinClaims{Room: room, Participant: who, Name: who, Role: role, Expires: time.Now().Add(10 * time.Minute)})
 		return t
 	}
-	cc := loadtest.ClientConfig{SignalURL: "ws://" + c.addr + "/api/v1/signal", VideoBitrate: videoBitrate, Audio: true}
+	cc := loadtest.ClientConfig{SignalURL: docURL, VideoBitrate: bitrate, Audio: true}
 	jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	cc.Token = tok("doc-"+room, auth.RolePractitioner)
@@ -302,6 +310,7 @@ func startConsult(ctx context.Context, c *sfuChild, room string) (p consultPair)
 		return
 	}
 	cc.Token = tok("pat-"+room, auth.RolePatient)
+	cc.SignalURL = patURL
 	if p.pat, p.err = loadtest.Dial(jctx, cc); p.err != nil {
 		return
 	}
@@ -441,6 +450,7 @@ func runLevel(ctx context.Context, c *sfuChild, rooms int, window time.Duration,
 	r.AllocsPerPacket = math.NaN()
 	if fwd := s1.Forwarded - s0.Forwarded; fwd > 0 {
 		r.AllocsPerPacket = float64(s1.Mallocs-s0.Mallocs) / float64(fwd)
+		r.CPUMicrosPerPacket = float64(cpu1-cpu0) / 1e3 / float64(fwd)
 		r.ForwardedPerSecond = float64(fwd) / elapsed.Seconds()
 	}
 	used := float64(loaded.HeapInuse+loaded.StackInuse) - float64(idle.HeapInuse+idle.StackInuse)
@@ -479,10 +489,10 @@ func (c *sfuChild) waitEmpty() {
 
 // levelStats are a level's figures over its runs.
 type levelStats struct {
-	Rooms                                                     int
-	CPU, ClientCPU, Delivery, LatP50, LatP95, LatP99          Stat
-	JoinP50, JoinP95, Allocs, MemKB, Failed, ForwardedPerSecs Stat
-	Errors                                                    []string
+	Rooms                                                          int
+	CPU, ClientCPU, Delivery, LatP50, LatP95, LatP99, CPUPerPacket Stat
+	JoinP50, JoinP95, Allocs, MemKB, Failed, ForwardedPerSecs      Stat
+	Errors                                                         []string
 }
 
 func (l levelStats) passes() bool {
@@ -501,6 +511,7 @@ func summarise(rooms int, runs []levelRun) levelStats {
 	}
 	l := levelStats{Rooms: rooms,
 		CPU:              pick(func(r levelRun) float64 { return r.CPUMsPerStreamSecond }),
+		CPUPerPacket:     pick(func(r levelRun) float64 { return r.CPUMicrosPerPacket }),
 		ClientCPU:        pick(func(r levelRun) float64 { return r.ClientCPUMsPerStreamSecond }),
 		Delivery:         pick(func(r levelRun) float64 { return r.Delivery }),
 		LatP50:           pick(func(r levelRun) float64 { return r.LatP50 }),
@@ -594,11 +605,56 @@ func runSFU(ctx context.Context, o options, rep *Report) error {
 			}
 		}
 	}
-	reportSFU(rep, stats, headline, window, o)
+	// The mobile profile, last.
+	mRooms, mWindow := 5, 15*time.Second
+	if o.Quick {
+		mRooms, mWindow = 1, time.Second
+	}
+	var mobile []mobileRun
+	var mobileErr error
+	for run := range o.Runs {
+		m, err := runMobile(ctx, child, mRooms, mWindow)
+		child.waitEmpty()
+		if err != nil {
+			mobileErr = err
+			break
+		}
+		logf("sfu mobile run %d: %.2f s frozen per minute, delivery %.4f, latency p95 %.1f ms, %d failed", run+1, m.FreezeSecsPerMin, m.Delivery, m.LatP95, m.Failed)
+		mobile = append(mobile, m)
+	}
+	reportSFU(rep, stats, headline, window, o, mobileStatsOf(mRooms, mWindow, mobile, mobileErr))
 	return nil
 }
 
-func reportSFU(rep *Report, stats []levelStats, headline int, window time.Duration, o options) {
+// mobileStats are the mobile profile's figures over its runs.
+type mobileStats struct {
+	Rooms                             int
+	Window                            time.Duration
+	Freeze, Delivery, LatP95, JoinP95 Stat
+	Failed                            Stat
+	Err                               error
+}
+
+func mobileStatsOf(rooms int, window time.Duration, runs []mobileRun, err error) mobileStats {
+	pick := func(f func(mobileRun) float64) Stat {
+		var xs []float64
+		for _, r := range runs {
+			if v := f(r); !math.IsNaN(v) {
+				xs = append(xs, v)
+			}
+		}
+		return statOf(xs)
+	}
+	return mobileStats{Rooms: rooms, Window: window, Err: err,
+		Freeze:   pick(func(r mobileRun) float64 { return r.FreezeSecsPerMin }),
+		Delivery: pick(func(r mobileRun) float64 { return r.Delivery }),
+		LatP95:   pick(func(r mobileRun) float64 { return r.LatP95 }),
+		JoinP95:  pick(func(r mobileRun) float64 { return r.JoinP95 }),
+		Failed:   pick(func(r mobileRun) float64 { return float64(r.Failed) }),
+	}
+}
+
+func reportSFU(rep *Report, stats []levelStats, headline int, window time.Duration, o options, mob mobileStats) {
 	var head levelStats
 	maxRooms := 0
 	for _, l := range stats {
@@ -635,13 +691,19 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	rep.put(sec, "latency_p99_ms", head.LatP99.Median)
 	rep.put(sec, "allocs_per_forwarded_packet", head.Allocs.Median)
 	rep.put(sec, "memory_kb_per_room", head.MemKB.Median)
-	rep.put(sec, "mobile_freeze_seconds_per_minute", math.NaN())
-	rep.put(sec, "mobile_not_measured", mobileNotMeasured)
+	rep.put(sec, "mobile_freeze_seconds_per_minute", mob.Freeze.Median)
+	rep.put(sec, "mobile_delivery_ratio", mob.Delivery.Median)
+	rep.put(sec, "mobile_latency_p95_ms", mob.LatP95.Median)
+	rep.put(sec, "mobile_rooms", float64(mob.Rooms))
+	if mob.Err != nil {
+		rep.put(sec, "mobile_error", mob.Err.Error())
+	}
+	rep.put(sec, "cpu_us_per_forwarded_packet", head.CPUPerPacket.Median)
 	var levels []map[string]any
 	for _, l := range stats {
 		levels = append(levels, map[string]any{"rooms": l.Rooms, "cpu_ms_per_stream_second": l.CPU, "client_cpu_ms_per_stream_second": l.ClientCPU,
 			"delivery_ratio": l.Delivery, "latency_p50_ms": l.LatP50, "latency_p95_ms": l.LatP95, "latency_p99_ms": l.LatP99,
-			"join_p50_ms": l.JoinP50, "join_p95_ms": l.JoinP95, "allocs_per_forwarded_packet": l.Allocs, "memory_kb_per_room": l.MemKB,
+			"join_p50_ms": l.JoinP50, "join_p95_ms": l.JoinP95, "allocs_per_forwarded_packet": l.Allocs, "memory_kb_per_room": l.MemKB, "cpu_us_per_forwarded_packet": l.CPUPerPacket,
 			"failed_consults": l.Failed, "forwarded_packets_per_second": l.ForwardedPerSecs, "passes": l.passes()})
 	}
 	rep.put(sec, "levels", levels)
@@ -654,7 +716,7 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	rep.row("SFU", "added latency p99"+hs, "ms", head.LatP99, 1, "", "")
 	rep.row("SFU", "heap allocations per forwarded packet"+hs, "", head.Allocs, 2, "0", verdict(!math.IsNaN(head.Allocs.Median), head.Allocs.Median < allocZeroTreshold))
 	rep.row("SFU", "memory per room"+hs, "KiB", head.MemKB, 0, "", "")
-	rep.row("SFU", "mobile profile: freeze time per minute", "", statOf(nil), 0, "", "not measured")
+	rep.row("SFU", fmt.Sprintf("mobile profile (%d rooms): video frozen per minute", mob.Rooms), "s", mob.Freeze, 2, "", "")
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "**What:** N simultaneous 1:1 consults, each with two Pion clients of the load tool (`loadtest.Dial`, `Publish`) "+
@@ -666,15 +728,16 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	b.WriteString("- *Delivery*: packets received over packets sent by the other side during the window (video and audio). *Added latency*: send-to-receive time of every packet on loopback (no jitter buffer).\n")
 	b.WriteString("- *Join*: from the socket opening to the first video packet from the other side. *Memory per room*: growth of the SFU's live Go heap and stacks (after a GC) under load over idle, divided by rooms.\n")
 	b.WriteString("- *Allocations per packet*: the SFU process's heap allocations (Pion's SRTP, interceptors and ICE as well as ours, signalling included) during the window over packets forwarded.\n")
+	b.WriteString("- *CPU per forwarded packet* is the same CPU over the packets the SFU actually forwarded: it stays meaningful when the machine saturates, where the per-stream-second figure falls because streams are no longer carried at their nominal rate (watch the latency and forwarded-packets columns).\n")
 	b.WriteString("- *Client CPU* is the load generator's CPU (this process) per stream-second: on this machine it competes with the SFU for the same cores, so the largest room count is bounded by the clients as much as by the server.\n\n")
-	b.WriteString("| Rooms | CPU ms/stream-s | spread | client CPU ms/stream-s | delivery | latency p50 / p95 / p99 ms | join p50 / p95 ms | allocs/packet | KiB/room | failed | within target |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| Rooms | CPU ms/stream-s | spread | CPU us/forwarded packet | forwarded packets/s | client CPU ms/stream-s | delivery | latency p50 / p95 / p99 ms | join p50 / p95 ms | allocs/packet | KiB/room | failed | within target |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, l := range stats {
 		ok := "no"
 		if l.passes() {
 			ok = "yes"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s / %s / %s | %s / %s | %s | %s | %s | %s |\n", l.Rooms, l.CPU.med(3), l.CPU.spread(3), l.ClientCPU.med(3),
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s | %s | %s | %s | %s |\n", l.Rooms, l.CPU.med(3), l.CPU.spread(3), l.CPUPerPacket.med(2), l.ForwardedPerSecs.med(0), l.ClientCPU.med(3),
 			l.Delivery.med(4), l.LatP50.med(2), l.LatP95.med(2), l.LatP99.med(2), l.JoinP50.med(0), l.JoinP95.med(0), l.Allocs.med(2), l.MemKB.med(0), l.Failed.med(0), ok)
 	}
 	b.WriteString("\n")
@@ -696,14 +759,22 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	} else {
 		b.WriteString("Run `make bench PROFILE=1` for the SFU's CPU and allocation profiles (they show what limits a missed target).\n\n")
 	}
-	b.WriteString("### Mobile profile (500 kbit/s, 2% loss, 50 ms jitter)\n\n" + mobileNotMeasured + "\n")
+	b.WriteString("### Mobile profile (500 kbit/s, 2% loss, 50 ms jitter)\n\n")
+	fmt.Fprintf(&b, "**What:** how long video stands still for a patient on a poor mobile network. **How:** %d consults in which both cameras send VP8 at 500 kbit/s (and Opus); "+
+		"the patient's signalling goes through a proxy in this harness that rewrites every UDP ICE candidate, both ways, to a loopback relay socket (TCP candidates withheld), "+
+		"so all of the patient's media, up and down, crosses a relay that drops 2%% of datagrams and delays each by a uniform random 0-50 ms (which also reorders). "+
+		"%.0f s window per run, %d runs. A *freeze* is a gap between video packet arrivals longer than %v (WebRTC's freeze rule at 30 fps), sampled every 10 ms; "+
+		"the figure is frozen seconds per minute per received video stream, both directions. "+
+		"Lower bound: the synthetic receivers send no NACK or PLI, and a lost packet here only counts when it leaves a gap, whereas a real decoder also stalls on an incomplete frame until a keyframe.\n\n",
+		mob.Rooms, mob.Window.Seconds(), o.Runs, freezeThreshold)
+	if mob.Err != nil {
+		fmt.Fprintf(&b, "The mobile runs failed: %v\n\n", mob.Err)
+	}
+	fmt.Fprintf(&b, "| Figure | Median | Spread |\n|---|---:|---:|\n| frozen seconds per minute | %s | %s |\n| delivery | %s | %s |\n| added latency p95 (ms) | %s | %s |\n| join p95 (ms) | %s | %s |\n| failed consults | %s | %s |\n",
+		mob.Freeze.med(2), mob.Freeze.spread(2), mob.Delivery.med(4), mob.Delivery.spread(4), mob.LatP95.med(1), mob.LatP95.spread(1),
+		mob.JoinP95.med(0), mob.JoinP95.spread(0), mob.Failed.med(0), mob.Failed.spread(0))
 	rep.section("SFU (video forwarding)", b.String())
 }
-
-// mobileNotMeasured says why the mobile profile has no figures.
-const mobileNotMeasured = "Not measured. The load tool's clients (`loadtest.Client`) build their own Pion API with no hook for `vnet` or a shaping " +
-	"`net.PacketConn`, and the SFU's ICE candidates reach them directly through signalling, so shaping needs a UDP relay that rewrites " +
-	"candidates in the signalling stream; that relay is not written yet, so no freeze time per minute is reported."
 
 // pprofTop runs `go tool pprof -top` on a profile and returns its first lines.
 func pprofTop(path, sampleIndex string) string {
@@ -730,4 +801,115 @@ func pprofTop(path, sampleIndex string) string {
 		lines = lines[:18]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// Mobile profile: the patient on a phone network.
+const (
+	mobileBitrate   = 500_000
+	mobileLoss      = 0.02
+	mobileJitter    = 50 * time.Millisecond
+	freezeThreshold = 183 * time.Millisecond // WebRTC's freeze: a gap over max(3 frames, 1 frame + 150 ms) at 30 fps
+)
+
+// mobileRun is one run of the mobile profile.
+type mobileRun struct {
+	FreezeSecsPerMin, Delivery, LatP95, JoinP95 float64
+	Failed                                      int
+}
+
+// runMobile opens rooms consults whose patient reaches the SFU through a
+// shaped path (2% loss, 0-50 ms jitter each way) with both cameras at
+// 500 kbit/s, and measures how long video stands still.
+func runMobile(ctx context.Context, c *sfuChild, rooms int, window time.Duration) (mobileRun, error) {
+	r := mobileRun{}
+	direct := "ws://" + c.addr + "/api/v1/signal"
+	path, err := newShapedPath(direct, mobileLoss, mobileJitter)
+	if err != nil {
+		return r, err
+	}
+	defer path.close()
+	prefix := "mobile-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
+	pairs := make([]consultPair, rooms)
+	var wg sync.WaitGroup
+	for i := range pairs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pairs[i] = startConsultVia(ctx, c, prefix+strconv.Itoa(i), direct, path.URL(), mobileBitrate)
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	defer closePairs(pairs)
+	type stream struct{ rx, tx *loadtest.Client }
+	var streams []stream
+	for _, p := range pairs {
+		if p.err != nil {
+			r.Failed++
+			continue
+		}
+		streams = append(streams, stream{p.doc, p.pat}, stream{p.pat, p.doc})
+	}
+	var joins []time.Duration
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range streams {
+		for s.rx.From(s.tx.Participant, "video").Packets == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if v := s.rx.From(s.tx.Participant, "video"); v.Packets > 0 {
+			joins = append(joins, v.First.Sub(s.rx.Opened))
+		} else {
+			r.Failed++
+		}
+		s.rx.ResetLatencies()
+	}
+	// Watch each received video stream every 10 ms: a freeze is a gap
+	// between arrivals longer than freezeThreshold.
+	last := make([]time.Time, len(streams))
+	count := make([]uint64, len(streams))
+	var sent0, recv0 uint64
+	for i, s := range streams {
+		count[i] = s.rx.From(s.tx.Participant, "video").Packets
+		last[i] = time.Now()
+		v, a := s.tx.Sent()
+		sent0 += v + a
+		recv0 += count[i] + s.rx.From(s.tx.Participant, "audio").Packets
+	}
+	var frozen time.Duration
+	start := time.Now()
+	for time.Since(start) < window && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+		now := time.Now()
+		for i, s := range streams {
+			n := s.rx.From(s.tx.Participant, "video").Packets
+			if n != count[i] {
+				if gap := now.Sub(last[i]); gap > freezeThreshold {
+					frozen += gap
+				}
+				count[i], last[i] = n, now
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	var sent1, recv1 uint64
+	var lat []time.Duration
+	for i, s := range streams {
+		if gap := time.Since(last[i]); gap > freezeThreshold {
+			frozen += gap
+		}
+		v, a := s.tx.Sent()
+		sent1 += v + a
+		recv1 += s.rx.From(s.tx.Participant, "video").Packets + s.rx.From(s.tx.Participant, "audio").Packets
+		lat = append(lat, s.rx.From(s.tx.Participant, "video").Latencies...)
+		lat = append(lat, s.rx.From(s.tx.Participant, "audio").Latencies...)
+	}
+	r.FreezeSecsPerMin, r.Delivery = math.NaN(), math.NaN()
+	if len(streams) > 0 {
+		r.FreezeSecsPerMin = frozen.Seconds() / float64(len(streams)) / elapsed.Minutes()
+	}
+	if sent1 > sent0 {
+		r.Delivery = float64(recv1-recv0) / float64(sent1-sent0)
+	}
+	r.LatP95, r.JoinP95 = percentileMs(lat, 95), percentileMs(joins, 95)
+	return r, nil
 }
