@@ -188,7 +188,12 @@ async function enter() {
   $('#share').hidden = !practitioner || !navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia;
   $('#flip').hidden = $('#flip').hidden || typeof call.replaceTrack !== 'function';
   $('#rx-box').hidden = !practitioner;
-  if (practitioner) setupPrescription(id);
+  if (practitioner) {
+    setupPrescription(id);
+    $('#about').hidden = false;
+    $('#about-patient').textContent = patientName(appt);
+    $('#about-reason').textContent = appt.reason || '—';
+  }
   try {
     await call.connect();
   } catch (e) {
@@ -205,7 +210,7 @@ async function enter() {
 function bindCall(c) {
   const on = (type, fn) => c.addEventListener(type, (ev) => fn(ev.detail || {}));
   on('welcome', (d) => {
-    if (d.state === 'waiting') overlay(t('consult.waiting'));
+    if (d.state === 'waiting') overlay(t('consult.waiting') + (appt.delay_minutes ? ' ' + t('appointment.delay', { n: appt.delay_minutes }) : ''));
     else if (!remoteParticipant) overlay(t('consult.waitpeer'));
     if (me.role === 'practitioner') waitingList();
   });
