@@ -428,6 +428,37 @@ func (p *person) audit(name string) {
 		for (const el of document.querySelectorAll('img')) {
 			if (!el.hasAttribute('alt')) out.push('image without alt: ' + el.src);
 		}
+		// Text contrast (WCAG 2 AA): 4.5:1, or 3:1 for large text, against
+		// the first opaque background behind it. Text over a gradient or
+		// video is skipped.
+		const rgb = (c) => { const m = c.match(/[\d.]+/g) || []; return m.map(Number); };
+		const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+		const seen = new Set();
+		for (const el of document.querySelectorAll('body *')) {
+			if (!visible(el) || !el.childNodes.length) continue;
+			const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+			if (!own) continue;
+			const cs = getComputedStyle(el);
+			let bg = null, skip = false;
+			for (let a = el; a; a = a.parentElement) {
+				const acs = getComputedStyle(a);
+				if (acs.backgroundImage !== 'none' || a.tagName === 'VIDEO' || a.classList.contains('stage')) { skip = true; break; }
+				const c = rgb(acs.backgroundColor);
+				if (c.length >= 3 && (c.length < 4 || c[3] > 0.9)) { bg = c; break; }
+			}
+			if (skip) continue;
+			bg = bg || [255, 255, 255];
+			const fg = rgb(cs.color);
+			const l1 = lum(fg), l2 = lum(bg);
+			const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+			const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+			const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+			const key = cs.color + '/' + bg.join(',');
+			if (ratio < need && !seen.has(key)) {
+				seen.add(key);
+				out.push('contrast ' + ratio.toFixed(2) + ':1 of "' + el.textContent.trim().slice(0, 30) + '" (' + cs.color + ' on rgb(' + bg.join(',') + '))');
+			}
+		}
 		const target = [...document.querySelectorAll('main button, main a[href], main input, main select')].find(visible);
 		if (target) {
 			target.focus({ focusVisible: true });
