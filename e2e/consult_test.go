@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +38,10 @@ func TestConsultDeviceCheck(t *testing.T) {
 
 // recordPeerConnections makes every page of the person keep its
 // RTCPeerConnections in window.__pcs and its WebSockets in
-// window.__sockets, so that the test can read their statistics and cut a
-// socket (a test hook injected through the DevTools protocol, not part
-// of the pages).
+// window.__sockets, and the blobs it makes URLs for in window.__blobs, so
+// that the test can read statistics, cut a socket and read a received
+// file (a test hook injected through the DevTools protocol, not part of
+// the pages).
 func (p *person) recordPeerConnections() {
 	p.e.t.Helper()
 	const src = `(() => { const Native = window.RTCPeerConnection; if (!Native) return;
@@ -49,7 +52,9 @@ func (p *person) recordPeerConnections() {
 		const NativeWS = window.WebSocket; window.__sockets = [];
 		window.WebSocket = function (...args) { const ws = new NativeWS(...args); window.__sockets.push(ws); return ws; };
 		window.WebSocket.prototype = NativeWS.prototype;
-		Object.setPrototypeOf(window.WebSocket, NativeWS); })();`
+		Object.setPrototypeOf(window.WebSocket, NativeWS);
+		const createURL = URL.createObjectURL; window.__blobs = [];
+		URL.createObjectURL = (b) => { window.__blobs.push(b); return createURL(b); }; })();`
 	if _, err := chromedp.Call(p.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
 		p.e.t.Fatal(err)
 	}
@@ -234,6 +239,17 @@ func TestConsultCall(t *testing.T) {
 	pro := consult(t, e, doc, pat, id, patientID)
 	pro.waitJS("quality figures", `document.querySelectorAll('#stats dt').length > 0`, 15*time.Second)
 	pro.screenshot("consult-call-practitioner", true)
+
+	// A file crosses too (relayed, not stored).
+	file := filepath.Join(t.TempDir(), "analyses.txt")
+	if err := os.WriteFile(file, []byte("CRP 12 mg/L"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pat.do("attach a file", chromedp.SetUploadFiles(chromedp.CSS("#chat-file"), []string{file}))
+	pro.waitJS("file received", `[...document.querySelectorAll('#chat-log a.chat-file')].some((a) => a.download === 'analyses.txt')`, 10*time.Second)
+	if got := eval[string](pro, `window.__blobs[window.__blobs.length - 1].text()`); got != "CRP 12 mg/L" {
+		t.Errorf("the file received reads %q", got)
+	}
 
 	// The practitioner shares their screen: the patient sees it beside
 	// the camera; stopping withdraws it.

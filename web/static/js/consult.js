@@ -246,6 +246,7 @@ function bindCall(c) {
     }
   });
   on('chat', chatLine);
+  on('file', fileLine);
   on('stats', (d) => { lastServerStats = d.stats; renderStats(lastServerStats, lastLocal); });
   on('reconnecting', () => { $('#net').dataset.reconnecting = '1'; netWarning(t('consult.reconnecting')); });
   on('reconnected', () => { delete $('#net').dataset.reconnecting; netWarning(''); });
@@ -260,6 +261,26 @@ function bindCall(c) {
     if (d.code === 1000 || d.code === 4410) ended();
   });
 }
+
+// fileLine shows a file sent in the call as a link to save it: files are
+// relayed between the two browsers, never stored by the server.
+function fileLine(m) {
+  const mine = m.participant === call.participant;
+  const url = URL.createObjectURL(m.blob);
+  const li = el('li', { class: mine ? 'mine' : '' }, el('strong', {}, mine ? t('consult.you') : m.name), ' ',
+    el('span', { class: 'small muted' }, m.time ? fmtTime(new Date(m.time)) : ''), el('br'),
+    el('a', { href: url, download: m.file.name, class: 'chat-file' }, t('consult.file', { name: m.file.name })));
+  $('#chat-log').append(li);
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+$('#chat-file').addEventListener('change', async (ev) => {
+  const file = ev.target.files[0];
+  ev.target.value = '';
+  if (!file || !call) return;
+  if (file.size > 256 * 1024) { show($('#msg'), 'error', t('consult.filetoobig')); return; }
+  try { await call.sendFile(file); } catch (e) { show($('#msg'), 'error', e.message); }
+});
 
 $('#enter').addEventListener('click', (ev) => busy(ev.target, $('#check-msg'), enter));
 
