@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +129,13 @@ func runRx(ctx context.Context, o options, rep *Report) error {
 		var lat []time.Duration
 		var firstErr error
 		var wg sync.WaitGroup
+		var prof *os.File
+		if o.Profile && run == 0 {
+			if prof, err = os.Create(filepath.Join(o.Out, "rx-cpu.pprof")); err == nil && pprof.StartCPUProfile(prof) != nil {
+				prof.Close()
+				prof = nil
+			}
+		}
 		start := time.Now()
 		for range workers {
 			wg.Add(1)
@@ -151,6 +161,11 @@ func runRx(ctx context.Context, o options, rep *Report) error {
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+			rep.Profiles["rx-cpu.pprof"] = "this process during the first signing run"
+		}
 		if firstErr != nil {
 			return fmt.Errorf("sign: %w", firstErr)
 		}
@@ -171,7 +186,11 @@ func runRx(ctx context.Context, o options, rep *Report) error {
 		"each run writes %d drafts first, then %d concurrent workers sign them all.\n\n", perRun, workers)
 	fmt.Fprintf(&b, "| Figure | Median | Spread |\n|---|---:|---:|\n| signed per second | %s | %s |\n| time per document p50 (ms) | %s | %s |\n\n",
 		ps.med(0), ps.spread(0), p50.med(1), p50.spread(1))
-	fmt.Fprintf(&b, "**Target** >= 200 signed prescriptions per second: %s.\n", verdict(!math.IsNaN(ps.Median), ps.Median >= targetSignedPerSec))
+	fmt.Fprintf(&b, "**Target** >= 200 signed prescriptions per second: %s.\n\n", verdict(!math.IsNaN(ps.Median), ps.Median >= targetSignedPerSec))
+	if o.Profile {
+		p := filepath.Join(o.Out, "rx-cpu.pprof")
+		fmt.Fprintf(&b, "Where the CPU went during the first run (`go tool pprof -top %s`):\n\n```\n%s```\n", p, pprofTop(p, ""))
+	}
 	rep.section("Prescriptions", b.String())
 	return nil
 }

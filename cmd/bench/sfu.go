@@ -206,7 +206,7 @@ func (c *sfuChild) stats(gc bool) (childStats, error) {
 	if gc {
 		u += "?gc=1"
 	}
-	cl := http.Client{Timeout: 10 * time.Second}
+	cl := http.Client{Timeout: 60 * time.Second} // a saturated child answers slowly
 	res, err := cl.Get(u)
 	if err != nil {
 		return s, err
@@ -421,10 +421,7 @@ func runLevel(ctx context.Context, c *sfuChild, rooms int, window time.Duration,
 			return r, err
 		}
 	}
-	loaded, err := c.stats(true) // live memory while the consults are still up
-	if err != nil {
-		return r, err
-	}
+	loaded, loadedErr := c.stats(true) // live memory while the consults are still up
 
 	var lat []time.Duration
 	for _, p := range live {
@@ -453,8 +450,13 @@ func runLevel(ctx context.Context, c *sfuChild, rooms int, window time.Duration,
 		r.CPUMicrosPerPacket = float64(cpu1-cpu0) / 1e3 / float64(fwd)
 		r.ForwardedPerSecond = float64(fwd) / elapsed.Seconds()
 	}
-	used := float64(loaded.HeapInuse+loaded.StackInuse) - float64(idle.HeapInuse+idle.StackInuse)
-	r.MemKBPerRoom = used / 1024 / float64(rooms)
+	r.MemKBPerRoom = math.NaN()
+	if loadedErr == nil {
+		used := float64(loaded.HeapInuse+loaded.StackInuse) - float64(idle.HeapInuse+idle.StackInuse)
+		r.MemKBPerRoom = used / 1024 / float64(rooms)
+	} else {
+		r.Errors = append(r.Errors, "memory not measured: "+loadedErr.Error())
+	}
 	return r, nil
 }
 
@@ -562,7 +564,14 @@ func runSFU(ctx context.Context, o options, rep *Report) error {
 		r, err := runLevel(ctx, child, rooms, window, profile)
 		child.waitEmpty()
 		if err != nil {
-			return fmt.Errorf("%d rooms: %w", rooms, err)
+			// One broken run does not lose the others: it counts as a
+			// run with nothing measured, and says why.
+			logf("sfu %3d rooms run %d failed: %v", rooms, run+1, err)
+			nan := math.NaN()
+			runs[rooms] = append(runs[rooms], levelRun{Rooms: rooms, Failed: rooms, Delivery: nan, LatP50: nan, LatP95: nan, LatP99: nan,
+				JoinP50: nan, JoinP95: nan, CPUMsPerStreamSecond: nan, ClientCPUMsPerStreamSecond: nan, AllocsPerPacket: nan,
+				CPUMicrosPerPacket: nan, MemKBPerRoom: nan, ForwardedPerSecond: nan, Errors: []string{err.Error()}})
+			return ctx.Err()
 		}
 		logf("sfu %3d rooms run %d: cpu %.3f ms/stream-s (clients %.3f), delivery %.4f, latency p95 %.1f ms, join p95 %.0f ms, %.2f allocs/packet, %d failed",
 			rooms, run+1, r.CPUMsPerStreamSecond, r.ClientCPUMsPerStreamSecond, r.Delivery, r.LatP95, r.JoinP95, r.AllocsPerPacket, r.Failed)
