@@ -51,7 +51,7 @@ func TestSignupAndLanguages(t *testing.T) {
 	v.screenshot("appointments-empty", true)
 
 	v.open("/account")
-	v.waitJS("account", `document.querySelector('#me-email').textContent === 'camille@example.org'`, 10*time.Second)
+	v.waitJS("account", `document.querySelector('#me-email').textContent === 'camille@example.org' && document.querySelectorAll('#sessions-list li .badge.ok').length === 1`, 10*time.Second)
 	v.screenshot("account", true)
 
 	v.click("#logout")

@@ -31,8 +31,32 @@ function note(box, text) { show($(box), 'ok', text); }
 
 async function loadRelatives() {
   const rel = list(await api('/relatives'), 'relatives');
-  $('#relatives-list').replaceChildren(...(rel.length ? rel.map((r) => el('li', { class: 'row spread' },
-    el('span', {}, `${r.given_names} ${r.family_name} · ${t('relationship.' + r.relationship)} · ${fmtDate(r.birth_date)}`))) : [el('li', {}, empty(t('account.norelatives')))]));
+  $('#relatives-list').replaceChildren(...(rel.length ? rel.map((r) => {
+    const remove = el('button', { type: 'button', class: 'link', 'aria-label': t('account.removerelative', { name: `${r.given_names} ${r.family_name}` }) }, t('action.remove'));
+    remove.addEventListener('click', () => busy(remove, $('#relative-msg'), async () => {
+      await api('/relatives/' + encodeURIComponent(r.id), { method: 'DELETE' });
+      await loadRelatives();
+    }));
+    return el('li', { class: 'row spread' },
+      el('span', {}, `${r.given_names} ${r.family_name} · ${t('relationship.' + r.relationship)} · ${fmtDate(r.birth_date)}`), remove);
+  }) : [el('li', {}, empty(t('account.norelatives')))]));
+}
+
+// loadSessions lists where the account is logged in; any other session
+// can be closed from here.
+async function loadSessions() {
+  const sessions = list(await api('/account/sessions'), 'sessions');
+  $('#sessions-list').replaceChildren(...sessions.map((s) => {
+    const end = el('button', { type: 'button', class: 'link' }, t('account.endsession'));
+    end.addEventListener('click', () => busy(end, $('#sessions-msg'), async () => {
+      await api('/account/sessions/' + encodeURIComponent(s.id), { method: 'DELETE' });
+      await loadSessions();
+    }));
+    return el('li', { class: 'row spread' },
+      el('span', {}, el('span', { class: 'small' }, s.user_agent || '—'), el('br'),
+        el('span', { class: 'small muted' }, t('account.lastseen', { when: fmtDateTime(s.last_seen_at) }))),
+      s.current ? el('span', { class: 'badge ok' }, t('account.thissession')) : end);
+  }));
 }
 
 (async () => {
@@ -98,6 +122,11 @@ async function loadRelatives() {
       f.reset();
       note('#password-msg', t('account.passwordchanged'));
     });
+  }
+
+  if (await served('/account/sessions')) {
+    $('#sessions').hidden = false;
+    await loadSessions();
   }
 
   if (me.role === 'patient' && (await served('/account/access-log'))) {
