@@ -493,6 +493,9 @@ func TestAuthzWalk(t *testing.T) {
 			if (p == "POST /api/v1/logout" || rt.stream) && cl.name != "anonymous" {
 				continue
 			}
+			if p == "POST /api/v1/account/erase" && (cl.name == "A" || cl.name == "B") {
+				continue // it would work (they logged in minutes ago) and end the walk for them
+			}
 			if rt.object == "" {
 				if method != "GET" && (cl.name == "A" || cl.name == "X" || cl.name == "P") {
 					continue // the owners' own writes would change the world under the walk
@@ -532,7 +535,7 @@ func TestAuthzWalk(t *testing.T) {
 			if !rt.public && cl.name == "anonymous" && stF != 401 {
 				t.Errorf("%s as anonymous: %d %s, want 401", p, stF, bF)
 			}
-			leaks(t, p, cl.name, bF, append(secrets, o.id))
+			leaks(t, p, cl.name, bF, append(slices.Clone(secrets), o.id))
 		}
 	}
 
@@ -560,8 +563,8 @@ func check500(t *testing.T, route, who string, status int, body []byte) {
 
 func leaks(t *testing.T, route, who string, body []byte, secrets []string) {
 	t.Helper()
-	for _, s := range secrets {
-		if s != "" && strings.Contains(string(body), s) {
+	for i, s := range secrets {
+		if s != "" && !slices.Contains(secrets[:i], s) && strings.Contains(string(body), s) {
 			t.Errorf("%s as %s: the answer carries another user's data %q: %.300s", route, who, s, body)
 		}
 	}
