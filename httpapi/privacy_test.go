@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"teleconsult/audit"
 	"teleconsult/auth"
 	"teleconsult/privacy"
 	"teleconsult/store"
@@ -318,4 +319,59 @@ func TestPrivacyErase(t *testing.T) {
 		t.Errorf("second erase: %d", resp.StatusCode)
 	}
 	_ = keyID
+}
+
+// bookingDuringCancel cancels through booking, and books once more from
+// another session meanwhile, the first time it is called.
+type bookingDuringCancel struct {
+	privacy.Canceller
+	book func()
+}
+
+func (b *bookingDuringCancel) Cancel(ctx context.Context, who audit.Actor, id, reason string) (store.Appointment, error) {
+	a, err := b.Canceller.Cancel(ctx, who, id, reason)
+	if b.book != nil {
+		b.book()
+		b.book = nil
+	}
+	return a, err
+}
+
+// TestPrivacyEraseRacesABooking: an appointment booked while the others
+// are cancelled stops the erasure, which changes nothing, and a second
+// attempt cancels it too.
+func TestPrivacyEraseRacesABooking(t *testing.T) {
+	e := newFullEnv(t)
+	ctx := context.Background()
+	j := e.journey(t)
+	racing := &bookingDuringCancel{Canceller: e.svc}
+	racing.book = func() {
+		slots := freeSlots(t, j.pat, j.docID, j.videoID)
+		if st := j.pat.json("POST", "/api/v1/appointments", map[string]any{"practitioner_id": j.docID, "consultation_type_id": j.videoID,
+			"start": slots[len(slots)-2].Format(time.RFC3339), "reason": "meanwhile"}, nil); st != 201 {
+			t.Errorf("booking meanwhile: %d", st)
+		}
+	}
+	svc := privacy.New(e.DB, e.API.Vault, privacy.Config{Booking: racing, Receipts: e.pay, LegalHold: e.holdPriv.PublicKey()})
+	who := audit.Actor{ID: j.acct.ID, Role: "patient", IP: "127.0.0.1"}
+	if _, err := svc.Erase(ctx, who); !errors.Is(err, privacy.ErrBookedMeanwhile) {
+		t.Fatalf("erase racing a booking: %v", err)
+	}
+	if _, err := store.AccountByID(ctx, e.DB.Pool, j.acct.ID); err != nil {
+		t.Fatalf("the refused erasure erased: %v", err)
+	}
+	var chat int
+	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM consult_messages WHERE appointment_id = $1`, j.done).Scan(&chat)
+	if chat != 1 {
+		t.Fatalf("the refused erasure deleted the chat: %d", chat)
+	}
+	out, err := svc.Erase(ctx, who)
+	if err != nil || len(out.Cancelled) != 1 {
+		t.Fatalf("second erase: %+v %v", out, err)
+	}
+	var upcoming int
+	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE patient_id = $1 AND status IN ('pending_payment', 'confirmed')`, j.acct.ID).Scan(&upcoming)
+	if upcoming != 0 {
+		t.Errorf("%d upcoming appointments after erasure", upcoming)
+	}
 }

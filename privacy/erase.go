@@ -93,6 +93,13 @@ func (s *Service) Erase(ctx context.Context, who audit.Actor) (Erased, error) {
 		if err != nil {
 			return err
 		}
+		// A booking made (from another session) while the others were
+		// being cancelled would be left behind: start again.
+		if late, err := store.UpcomingAppointmentsOfPatient(ctx, tx, acct.ID); err != nil {
+			return err
+		} else if len(late) > 0 {
+			return ErrBookedMeanwhile
+		}
 		var held []HeldDocument
 		identity, _ := json.Marshal(map[string]any{"account_id": acct.ID, "email": acct.Email, "name": acct.Name,
 			"phone": acct.Phone, "created_at": acct.CreatedAt, "erased_at": now.UTC()})

@@ -43,6 +43,10 @@ var (
 	// longer be cancelled online: nothing is changed.
 	ErrAppointmentTooClose = problem.New(problem.Conflict, "appointment_too_close",
 		"an appointment is too close to be cancelled online; contact the practice or erase the account after it")
+	// ErrBookedMeanwhile refuses an erasure during which a new
+	// appointment was booked: nothing is erased, the caller tries again.
+	ErrBookedMeanwhile = problem.New(problem.Conflict, "booked_meanwhile",
+		"an appointment was booked while the account was being erased; nothing was erased, please try again")
 	// ErrNoLegalHold means no legal-hold key is configured.
 	ErrNoLegalHold = problem.New(problem.Unavailable, "legal_hold_unconfigured",
 		"account erasure is not available: no legal-hold key is configured")
