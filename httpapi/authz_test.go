@@ -524,9 +524,14 @@ func TestAuthzWalk(t *testing.T) {
 			}
 			stF, bF := cl.do(t, method, fill(o.id), rt.body)
 			stM, bM := cl.do(t, method, fill(o.missing), rt.body)
+			stX, bX := cl.do(t, method, fill("not-an-id"), rt.body)
 			check500(t, p, cl.name, stF, bF)
 			check500(t, p, cl.name, stM, bM)
-			if stF != stM || errorCode(bF) != errorCode(bM) {
+			check500(t, p+" (malformed id)", cl.name, stX, bX)
+			same := func(b []byte) string {
+				return strings.NewReplacer(o.id, "ID", o.missing, "ID").Replace(string(b))
+			}
+			if stF != stM || errorCode(bF) != errorCode(bM) || same(bF) != same(bM) {
 				t.Errorf("%s as %s: another's object answers %d %s, a missing one %d %s", p, cl.name, stF, bF, stM, bM)
 			}
 			if stF < 400 {
