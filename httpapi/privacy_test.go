@@ -160,6 +160,11 @@ func TestPrivacyErase(t *testing.T) {
 	e := newFullEnv(t)
 	ctx := context.Background()
 	j := e.journey(t)
+	// A draft the practitioner never signed is no record: it goes too.
+	var draft rxView
+	if st := j.doc.json("POST", "/api/v1/appointments/"+j.done+"/prescriptions", map[string]any{"items": []any{map[string]any{"drug": j.drug, "dosage": "1/j", "duration_days": 2}}}, &draft); st != 201 {
+		t.Fatalf("draft: %d", st)
+	}
 	var keyID string
 	e.DB.Pool.QueryRow(ctx, `SELECT data_key_id::text FROM accounts WHERE id = $1`, j.acct.ID).Scan(&keyID)
 
@@ -271,6 +276,9 @@ func TestPrivacyErase(t *testing.T) {
 	}
 	if resp, b := j.doc.do("GET", "/api/v1/prescriptions/"+j.rx.ID, nil); resp.StatusCode >= 500 || bytes.Contains(b, []byte(j.drug)) {
 		t.Errorf("practitioner reads an erased patient's prescription: %d %s", resp.StatusCode, b)
+	}
+	if d, err := store.PrescriptionByID(ctx, e.DB.Pool, draft.ID); err != nil || d.Status != "cancelled" {
+		t.Errorf("draft after erasure: %q %v", d.Status, err)
 	}
 	// ...but the data-protection officer, with the offline key, can.
 	recs, err := store.LegalHoldRecords(ctx, e.DB.Pool, j.acct.ID)

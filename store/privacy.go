@@ -141,8 +141,12 @@ func EraseAccountData(ctx context.Context, q Q, accountID string, at time.Time) 
 		// Chat of the patient's consultations, both sides: it is about them.
 		{"chat", `DELETE FROM consult_messages WHERE appointment_id IN (SELECT id FROM appointments WHERE patient_id = $1)`},
 		{"reasons", `UPDATE appointments SET reason = NULL, cancel_reason = NULL, profile_id = NULL, updated_at = now() WHERE patient_id = $1`},
-		// Drafts never signed are not records: they go.
-		{"draft prescriptions", `DELETE FROM prescriptions WHERE patient_id = $1 AND status = 'draft'`},
+		// Drafts never signed are not records: they are cancelled (their
+		// history is append-only, so the rows stay, unreadable once the
+		// key is destroyed).
+		{"draft prescriptions history", `INSERT INTO prescription_events (prescription_id, action, from_status, to_status)
+			SELECT id, 'cancel', 'draft', 'cancelled' FROM prescriptions WHERE patient_id = $1 AND status = 'draft'`},
+		{"draft prescriptions", `UPDATE prescriptions SET status = 'cancelled', cancelled_at = now() WHERE patient_id = $1 AND status = 'draft'`},
 		// Profiles a signed prescription names cannot be deleted (the
 		// prescription is immutable): they keep no personal data.
 		{"kept profiles", `UPDATE patient_profiles SET family_name = '` + ErasedName + `', given_names = '-', sex = 'X',
