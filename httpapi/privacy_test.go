@@ -383,3 +383,44 @@ func TestPrivacyEraseRacesABooking(t *testing.T) {
 		t.Errorf("%d upcoming appointments after erasure", upcoming)
 	}
 }
+
+// TestPrivacyErasedPatientLeavesOthersWorking: once a patient is erased,
+// their practitioner's lists and the pharmacy's inbox still work (the
+// erased patient's documents show as erased or not at all), and the
+// practitioner's views of the past consultation answer without error.
+func TestPrivacyErasedPatientLeavesOthersWorking(t *testing.T) {
+	e := newFullEnv(t)
+	ctx := context.Background()
+	j := e.journey(t)
+	pharm, pAcct := e.user("pharmacist", "Paula Pharma")
+	ph, err := store.SavePharmacy(ctx, e.DB.Pool, store.Pharmacy{Name: "Pharmacie du Parc", City: "Lyon", Postcode: "69006"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetPharmacist(ctx, e.DB.Pool, pAcct.ID, ph.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := j.pat.do("POST", "/api/v1/prescriptions/"+j.rx.ID+"/send", map[string]any{"pharmacy_id": ph.ID}); resp.StatusCode != 200 {
+		t.Fatalf("send: %d %s", resp.StatusCode, b)
+	}
+	j.pat.json("POST", "/api/v1/account/reauth", map[string]string{"password": testPassword}, nil)
+	if st := j.pat.json("POST", "/api/v1/account/erase", nil, nil); st != 200 {
+		t.Fatalf("erase: %d", st)
+	}
+	for _, c := range []struct {
+		who  *client
+		path string
+	}{
+		{j.doc, "/api/v1/prescriptions"}, {pharm, "/api/v1/pharmacy/prescriptions"}, {j.doc, "/api/v1/agenda"},
+		{j.doc, "/api/v1/appointments/" + j.done}, {j.doc, "/api/v1/appointments/" + j.done + "/chat"},
+		{j.doc, "/api/v1/appointments/" + j.done + "/history"},
+	} {
+		resp, b := c.who.do("GET", c.path, nil)
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s after a patient's erasure: %d %.200s", c.path, resp.StatusCode, b)
+		}
+		if bytes.Contains(b, []byte(j.drug)) || bytes.Contains(b, []byte(j.reason)) {
+			t.Errorf("GET %s after a patient's erasure still shows their health data", c.path)
+		}
+	}
+}
