@@ -205,6 +205,12 @@ func TestPrivacyErase(t *testing.T) {
 		t.Errorf("refused erasure erased: %v", err)
 	}
 
+	// A past appointment the practitioner never marked does not stand in the way.
+	stale := bookFirst(t, j.pat, j.docID, j.videoID, "")
+	if _, err := e.DB.Pool.Exec(ctx, `UPDATE appointments SET starts_at = starts_at - interval '5 days', ends_at = ends_at - interval '5 days' WHERE id = $1`, stale); err != nil {
+		t.Fatal(err)
+	}
+	age(j.acct.ID)
 	var upcoming store.Appointment
 	upcoming, _ = store.AppointmentByID(ctx, e.DB.Pool, j.upcoming)
 	if st := j.pat.json("POST", "/api/v1/account/reauth", map[string]string{"password": testPassword}, nil); st != 204 {
@@ -239,7 +245,7 @@ func TestPrivacyErase(t *testing.T) {
 		"relatives":         `SELECT count(*) FROM patient_profiles WHERE account_id = $1 AND relationship <> 'self'`,
 		"named profiles":    `SELECT count(*) FROM patient_profiles WHERE account_id = $1 AND family_name <> 'Compte supprimé'`,
 		"live data key":     `SELECT count(*) FROM data_keys k JOIN accounts a ON a.data_key_id = k.id WHERE a.id = $1 AND k.destroyed_at IS NULL`,
-		"upcoming":          `SELECT count(*) FROM appointments WHERE patient_id = $1 AND status IN ('pending_payment', 'confirmed')`,
+		"upcoming":          `SELECT count(*) FROM appointments WHERE patient_id = $1 AND status IN ('pending_payment', 'confirmed') AND starts_at > now()`,
 		"notification pref": `SELECT count(*) FROM notification_prefs WHERE account_id = $1`,
 	}
 	for what, q := range counts {

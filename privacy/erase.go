@@ -41,7 +41,8 @@ type Erased struct {
 // the law requires are re-sealed to the legal-hold key, then personal
 // data is deleted or anonymised and the account's data key destroyed.
 // When an upcoming appointment can no longer be cancelled online, nothing
-// is changed and ErrAppointmentTooClose is returned.
+// is changed and ErrAppointmentTooClose is returned. Past appointments
+// never marked by the practitioner are left as they are.
 func (s *Service) Erase(ctx context.Context, who audit.Actor) (Erased, error) {
 	out := Erased{Cancelled: []string{}}
 	acct, err := store.AccountByID(ctx, s.db.Pool, who.ID)
@@ -55,7 +56,7 @@ func (s *Service) Erase(ctx context.Context, who audit.Actor) (Erased, error) {
 		return out, ErrNoLegalHold
 	}
 	now := s.now()
-	upcoming, err := store.UpcomingAppointmentsOfPatient(ctx, s.db.Pool, acct.ID)
+	upcoming, err := store.UpcomingAppointmentsOfPatient(ctx, s.db.Pool, acct.ID, now)
 	if err != nil {
 		return out, err
 	}
@@ -95,7 +96,7 @@ func (s *Service) Erase(ctx context.Context, who audit.Actor) (Erased, error) {
 		}
 		// A booking made (from another session) while the others were
 		// being cancelled would be left behind: start again.
-		if late, err := store.UpcomingAppointmentsOfPatient(ctx, tx, acct.ID); err != nil {
+		if late, err := store.UpcomingAppointmentsOfPatient(ctx, tx, acct.ID, now); err != nil {
 			return err
 		} else if len(late) > 0 {
 			return ErrBookedMeanwhile

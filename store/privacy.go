@@ -80,11 +80,11 @@ type UpcomingToCancel struct {
 }
 
 // UpcomingAppointmentsOfPatient returns the appointments of an account
-// that are still to come (held for payment or confirmed).
-func UpcomingAppointmentsOfPatient(ctx context.Context, q Q, patientID string) ([]UpcomingToCancel, error) {
+// that are still to come after now (held for payment or confirmed).
+func UpcomingAppointmentsOfPatient(ctx context.Context, q Q, patientID string, now time.Time) ([]UpcomingToCancel, error) {
 	rows, err := q.Query(ctx, `SELECT a.id::text, a.status, a.starts_at, p.cancel_cutoff_minutes
 		FROM appointments a JOIN practitioners p ON p.account_id = a.practitioner_id
-		WHERE a.patient_id = $1 AND a.status = ANY($2) ORDER BY a.starts_at`, patientID, UpcomingStatuses)
+		WHERE a.patient_id = $1 AND a.status = ANY($2) AND a.starts_at > $3 ORDER BY a.starts_at`, patientID, UpcomingStatuses, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: upcoming appointments: %w", err)
 	}
