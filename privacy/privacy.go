@@ -8,6 +8,19 @@
 // receipts) is first re-sealed to a "legal hold" public key whose private
 // half the data-protection officer holds offline: the running platform
 // keeps those documents but cannot open them.
+//
+// The legal-hold key is configured as a PEM public key (X25519 or ECDH
+// P-256), LEGAL_HOLD_PUBLIC_KEY; the officer makes the pair offline, e.g.
+//
+//	openssl genpkey -algorithm X25519 -out legal-hold-private.pem
+//	openssl pkey -in legal-hold-private.pem -pubout
+//
+// Without one, a demo pair is generated at first start into DATA_DIR
+// (legal-hold-public.pem, legal-hold-private.pem): for demonstrations
+// only, since a private key beside the service defeats the purpose. The
+// records are in legal_hold_records; the officer opens one with
+// ParseLegalHoldPrivateKey and OpenLegalHold(key, HoldAAD(subject, kind,
+// ref), sealed), which yields a HeldDocument in JSON.
 package privacy
 
 import (
