@@ -27,6 +27,7 @@ import (
 	"teleconsult/consult"
 	"teleconsult/live"
 	"teleconsult/payments"
+	"teleconsult/privacy"
 	"teleconsult/rx"
 	"teleconsult/store"
 	"teleconsult/vault"
@@ -59,6 +60,8 @@ type API struct {
 	Booking *booking.Service
 	// Consult admits participants to video rooms and keeps their chat.
 	Consult *consult.Service
+	// Privacy exports and erases a patient's account (GDPR).
+	Privacy *privacy.Service
 
 	metrics   *httpMetrics
 	probes    *window // "not found" answers per caller
@@ -86,6 +89,9 @@ func (a *API) Routes(mux *http.ServeMux) {
 	}
 	if a.Rx != nil {
 		a.prescriptionRoutes(mux, a.Rx)
+	}
+	if a.Privacy != nil {
+		a.privacyRoutes(mux, a.Privacy)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -78,15 +77,8 @@ func newFullEnv(t *testing.T) *fullEnv {
 	// The enumeration limiter would answer 429 to a walk over every route.
 	e.API.ProbeBudget = 1 << 20
 	mux := http.NewServeMux()
-	// Once API.Privacy exists (wired by Routes), it is set; until then
-	// the privacy routes are registered here.
-	if f := reflect.ValueOf(e.API).Elem().FieldByName("Privacy"); f.IsValid() {
-		f.Set(reflect.ValueOf(priv))
-		e.API.Routes(mux)
-	} else {
-		e.API.Routes(mux)
-		e.API.privacyRoutes(mux, priv)
-	}
+	e.API.Privacy = priv
+	e.API.Routes(mux)
 	srv := httptest.NewUnstartedServer(e.API.Handler(mux))
 	srv.Listener.Close()
 	srv.Listener = l

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"teleconsult/live"
 	"teleconsult/notify"
 	"teleconsult/payments"
+	"teleconsult/privacy"
 	"teleconsult/relay"
 	"teleconsult/rx"
 	"teleconsult/sfu"
@@ -58,6 +61,10 @@ type Config struct {
 	// authority (PEM); when empty, the deployment's own CA is created at
 	// first start and kept in the database (its key sealed).
 	CACertFile, CAKeyFile string
+	// LegalHoldPublicKey (PEM, LEGAL_HOLD_PUBLIC_KEY) seals what the law
+	// keeps of an erased account; when empty, a demo pair is made beside
+	// MasterKeyFile (see package privacy).
+	LegalHoldPublicKey string
 	// Media configures the SFU (public IPs, UDP ports, loopback).
 	Media sfu.Config
 	// TURN, when TURN.ListenUDP or TURN.ListenTCP is set, runs the
@@ -162,6 +169,13 @@ func (s *Server) build(ctx context.Context) (err error) {
 	}
 	s.Rx = rx.NewService(s.DB, v, ca, cfg.Now)
 	s.API.Rx = s.Rx
+	var hold *ecdh.PublicKey // none: erasure answers 503
+	if cfg.LegalHoldPublicKey != "" || cfg.MasterKeyFile != "" {
+		if hold, err = privacy.LegalHoldKey(cfg.LegalHoldPublicKey, filepath.Dir(cfg.MasterKeyFile)); err != nil {
+			return fmt.Errorf("server: legal-hold key: %w", err)
+		}
+	}
+	s.API.Privacy = privacy.New(s.DB, v, privacy.Config{Booking: s.Booking, Receipts: s.Payments, LegalHold: hold, Now: cfg.Now})
 	if err := s.buildVideo(); err != nil {
 		return err
 	}
