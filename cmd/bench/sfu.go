@@ -85,7 +85,7 @@ func serveSFU() {
 	// Rooms close soon after they empty, so that each level starts clean.
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(quiet)
-	srv := signaling.NewServer(signaling.Config{Media: media, Logger: quiet, EmptyRoomTimeout: time.Second, ResumeWindow: 2 * time.Second},
+	srv := signaling.NewServer(signaling.Config{Media: media, Logger: quiet, EmptyRoomTimeout: 200 * time.Millisecond, ResumeWindow: 2 * time.Second},
 		auth.NewJoinSigner(key), noHooks{})
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/signal", srv)
