@@ -189,7 +189,7 @@ func runRx(ctx context.Context, o options, rep *Report) error {
 	fmt.Fprintf(&b, "**Target** >= 200 signed prescriptions per second: %s.\n\n", verdict(!math.IsNaN(ps.Median), ps.Median >= targetSignedPerSec))
 	if o.Profile {
 		p := filepath.Join(o.Out, "rx-cpu.pprof")
-		fmt.Fprintf(&b, "Where the CPU went during the first run (`go tool pprof -top %s`):\n\n```\n%s```\n", p, pprofTop(p, ""))
+		fmt.Fprintf(&b, "Where the CPU went during the first run, by cumulative cost (`go tool pprof -top -cum %s`):\n\n```\n%s```\n", p, pprofTop(p, " -cum"))
 	}
 	rep.section("Prescriptions", b.String())
 	return nil

@@ -810,9 +810,14 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	rep.section("SFU (video forwarding)", b.String())
 }
 
-// pprofTop runs `go tool pprof -top` on a profile and returns its first lines.
+// pprofTop runs `go tool pprof -top` on a profile and returns its first
+// lines; a sampleIndex ending in " -cum" sorts by cumulative cost.
 func pprofTop(path, sampleIndex string) string {
 	args := []string{"tool", "pprof", "-top", "-nodecount=15"}
+	if s, ok := strings.CutSuffix(sampleIndex, " -cum"); ok {
+		sampleIndex = s
+		args = append(args, "-cum")
+	}
 	if sampleIndex != "" {
 		args = append(args, "-sample_index="+sampleIndex)
 	}
