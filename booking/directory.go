@@ -349,6 +349,15 @@ func (s *Service) SetBlock(ctx context.Context, who audit.Actor, patientID strin
 		if err != nil || acct.Role != rolePatient {
 			return store.ErrNotFound.With("patient not found")
 		}
+		// Only a patient who booked this practitioner may be
+		// blocked: anyone else is not found, exactly like a missing id.
+		seen, err := store.HasAppointmentWith(ctx, tx, who.ID, patientID)
+		if err != nil {
+			return err
+		}
+		if !seen {
+			return store.ErrNotFound.With("patient not found")
+		}
 		if err := store.SetBlock(ctx, tx, who.ID, patientID, blocked, s.now()); err != nil {
 			return err
 		}

@@ -285,7 +285,7 @@ func (a *API) fhirAppointment(w http.ResponseWriter, r *http.Request) {
 	ap, err := store.AppointmentByID(r.Context(), a.DB.Pool, r.PathValue("id"))
 	if err == nil && ap.PractitionerID != acct.ID {
 		_ = audit.Record(r.Context(), a.DB.Pool, audit.Entry{Actor: a.fhirActor(r, acct), Action: "read", ObjectType: "appointment", ObjectID: ap.ID, SubjectID: ap.PatientID, Outcome: audit.Denied, Detail: "fhir"})
-		err = store.ErrNotFound.With("Appointment not found")
+		err = store.ErrNotFound.With("appointment not found")
 	}
 	if err != nil {
 		writeFHIRError(w, r, err)
@@ -402,7 +402,7 @@ func (a *API) fhirUpdateAppointment(w http.ResponseWriter, r *http.Request) {
 	}
 	ap, err := store.AppointmentByID(r.Context(), a.DB.Pool, id)
 	if err == nil && ap.PractitionerID != acct.ID {
-		err = store.ErrNotFound.With("Appointment not found")
+		err = store.ErrNotFound.With("appointment not found")
 	}
 	if err != nil {
 		writeFHIRError(w, r, err)

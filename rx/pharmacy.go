@@ -56,6 +56,9 @@ func (s *Service) Inbox(ctx context.Context, who Caller) ([]View, error) {
 	for _, p := range ps {
 		sentHere := p.PharmacyID != nil && *p.PharmacyID == ph.ID
 		v, err := s.view(ctx, s.db.Pool, p, sentHere && p.Status == string(StatusReady))
+		if errors.Is(err, vault.ErrKeyDestroyed) {
+			continue // its patient erased their account: kept under legal hold only
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -752,6 +752,9 @@ func (s *Service) List(ctx context.Context, who Caller) ([]View, error) {
 	out := make([]View, 0, len(ps))
 	for _, p := range ps {
 		v, err := s.view(ctx, s.db.Pool, p, who.Role == rolePatient)
+		if errors.Is(err, vault.ErrKeyDestroyed) {
+			continue // its patient erased their account: kept under legal hold only
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -341,3 +341,13 @@ func nullUUID(s string) *string {
 	}
 	return &s
 }
+
+// HasAppointmentWith reports whether patientID ever booked practitionerID.
+func HasAppointmentWith(ctx context.Context, q Q, practitionerID, patientID string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM appointments WHERE practitioner_id = $1 AND patient_id = $2)`, practitionerID, patientID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("store: has appointment with: %w", err)
+	}
+	return ok, nil
+}

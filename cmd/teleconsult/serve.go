@@ -50,6 +50,7 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
 		Notify:     notify.EnvConfig(os.Getenv),
 		CACertFile: cfg.CACertFile, CAKeyFile: cfg.CAKeyFile,
+		LegalHoldPublicKey: os.Getenv("LEGAL_HOLD_PUBLIC_KEY"),
 	}
 	if sc.Payments, err = payments.ConfigFromEnv(os.Getenv); err != nil {
 		return server.Config{}, err
