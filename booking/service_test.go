@@ -389,6 +389,14 @@ func TestNoShowRule(t *testing.T) {
 		t.Fatalf("after lifting: %v", err)
 	}
 	other := f.account("patient", "B")
+	// A patient who never booked this practitioner cannot be blocked (nor
+	// told apart from a missing one).
+	if err := f.svc.SetBlock(f.ctx, f.doc, other.ID, true); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("blocking a stranger: %v", err)
+	}
+	if _, err := f.book(other, f.free, at("19:30"), ""); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.svc.SetBlock(f.ctx, f.doc, other.ID, true); err != nil {
 		t.Fatal(err)
 	}
