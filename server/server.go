@@ -214,7 +214,7 @@ func (s *Server) buildVideo() error {
 	}
 	s.Media = media
 	s.Registry.MustRegister(signaling.NewCollector(media))
-	signer := auth.NewJoinSigner(subkey(cfg.Secret, "join-token"))
+	signer := JoinSigner(cfg.Secret)
 	s.Consult = &consult.Service{
 		DB: s.DB, Vault: s.Vault, Signer: signer, Now: cfg.Now, Log: cfg.Log, Completer: s.Payments,
 		SignalingURL: wsURL(cfg.BaseURL) + "/api/v1/signal",
@@ -256,6 +256,12 @@ func (s *Server) nextSlots(ctx context.Context, id string, limit int) ([]time.Ti
 		out = append(out, sl.Start)
 	}
 	return out, nil
+}
+
+// JoinSigner is the signer of join tokens for a deployment's secret (the
+// load tool uses it to admit its synthetic participants).
+func JoinSigner(secret []byte) *auth.JoinSigner {
+	return auth.NewJoinSigner(subkey(secret, "join-token"))
 }
 
 // wsURL turns http(s)://host into ws(s)://host.

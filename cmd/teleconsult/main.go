@@ -6,6 +6,7 @@
 //	teleconsult admin create ...   create a practitioner, pharmacist or admin
 //	teleconsult keys rotate        re-wrap every data key under a new master key
 //	teleconsult audit verify       check the audit log's hash chain
+//	teleconsult loadtest           measure the video service under load
 package main
 
 import (
@@ -42,6 +43,8 @@ func main() {
 		err = runKeys(ctx, args)
 	case "audit":
 		err = runAudit(ctx, args)
+	case "loadtest":
+		err = runLoadtest(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
