@@ -40,7 +40,7 @@ unit:
 	@$(PG) && $(GO) test -race -timeout 20m ./...
 
 ## fuzz: each fuzz target of the parsers of outside input, briefly
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 fuzz:
 	@$(PG) && for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
