@@ -85,7 +85,7 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelAlloc()
@@ -108,7 +108,7 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 		return c
 	}
 	doc := page("doc", auth.RolePractitioner, true)
-	if _, err := chromedp.Run(doc, chromedp.Poll[bool](`window.ready === true`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(doc, chromedp.Poll[bool](`window.ready === true`, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 		t.Fatalf("practitioner page not ready: %v", err)
 	}
 	pat := page("pat", auth.RolePatient, false)
@@ -118,7 +118,7 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 		self, see string
 	}{{doc, "doc", "pat"}, {pat, "pat", "doc"}} {
 		cond := `window.decoded > 0 && window.received.some(r => r.kind === "video" && r.participant === "` + p.see + `")`
-		if _, err := chromedp.Run(p.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		if _, err := chromedp.Run(p.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(45*time.Second))); err != nil {
 			errs, _ := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`window.errors`))
 			t.Fatalf("%s never decoded %s's video: %v (page errors: %v)", p.self, p.see, err, errs)
 		}
@@ -138,7 +138,7 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(pat, chromedp.Poll[bool](`window.resumed === true && window.decoded > `+strconv.Itoa(before+30), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(pat, chromedp.Poll[bool](`window.resumed === true && window.decoded > `+strconv.Itoa(before+30), chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 		errs, _ := chromedp.Run(pat, chromedp.Evaluate[[]string](`window.errors`))
 		t.Fatalf("no resume after a socket drop: %v (page errors: %v)", err, errs)
 	}
