@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"teleconsult/problem"
+)
+
+// Node is one `teleconsult serve` process as the others see it: where its
+// signalling and media are, and how loaded it was at its last heartbeat.
+type Node struct {
+	ID           string    `db:"id"`
+	SignalingURL string    `db:"signaling_url"`
+	MediaAddress string    `db:"media_address"`
+	Rooms        int       `db:"rooms"`
+	Participants int       `db:"participants"`
+	CPU          float64   `db:"cpu"`       // share of all cores, 0..1
+	Bandwidth    int64     `db:"bandwidth"` // forwarded bits per second
+	Draining     bool      `db:"draining"`
+	StartedAt    time.Time `db:"started_at"`
+	HeartbeatAt  time.Time `db:"heartbeat_at"`
+	// Placed counts the rooms placed on the node and not finished; Alive
+	// says whether it refreshed its row within the gone interval.
+	Placed int  `db:"placed"`
+	Alive  bool `db:"alive"`
+}
+
+const nodeColumns = `n.id, n.signaling_url, n.media_address, n.rooms, n.participants, n.cpu, n.bandwidth, n.draining,
+	n.started_at, n.heartbeat_at,
+	(SELECT count(*) FROM room_placements p WHERE p.node_id = n.id AND p.finished_at IS NULL)::int AS placed,
+	n.heartbeat_at > now() - $1::interval AS alive`
+
+// HeartbeatNode registers node n or refreshes its row with its load. It
+// keeps the draining flag an operator set.
+func HeartbeatNode(ctx context.Context, q Q, n Node) error {
+	_, err := q.Exec(ctx, `INSERT INTO nodes (id, signaling_url, media_address, rooms, participants, cpu, bandwidth)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET signaling_url = $2, media_address = $3, rooms = $4, participants = $5,
+			cpu = $6, bandwidth = $7, heartbeat_at = now()`,
+		n.ID, n.SignalingURL, n.MediaAddress, n.Rooms, n.Participants, n.CPU, n.Bandwidth)
+	if err != nil {
+		return fmt.Errorf("store: node heartbeat: %w", err)
+	}
+	return nil
+}
+
+// DeleteNode removes node id's row (a clean shutdown): its rooms are
+// re-placed at their next join.
+func DeleteNode(ctx context.Context, q Q, id string) error {
+	if _, err := q.Exec(ctx, `DELETE FROM nodes WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("store: delete node: %w", err)
+	}
+	return nil
+}
+
+// Nodes lists every registered node, alive or not, by id; a node is alive
+// when it refreshed its row within gone.
+func Nodes(ctx context.Context, q Q, gone time.Duration) ([]Node, error) {
+	rows, err := q.Query(ctx, `SELECT `+nodeColumns+` FROM nodes n ORDER BY n.id`, gone)
+	if err != nil {
+		return nil, fmt.Errorf("store: nodes: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Node])
+}
+
+// SetNodeDraining sets or clears node id's draining flag.
+func SetNodeDraining(ctx context.Context, q Q, id string, draining bool) error {
+	tag, err := q.Exec(ctx, `UPDATE nodes SET draining = $2 WHERE id = $1`, id, draining)
+	if err != nil {
+		return fmt.Errorf("store: drain node: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound.Withf("no node %q is registered", id)
+	}
+	return nil
+}
+
+// ErrNoNode is returned when no live, non-draining node can take a room.
+var ErrNoNode = problem.New(problem.Unavailable, "no_node", "no video node is available; please try again in a moment")
+
+// PlaceRoom returns the node room lives on, placing it first if needed:
+// an open placement on a live node stays where it is (even if that node
+// drains, so that running consults finish there); otherwise the live,
+// non-draining node with the lowest score gets it. score ranks a node;
+// lower is better. Run it in a transaction: it takes advisory locks
+// held until commit, so that concurrent joins of a room agree and
+// concurrent placements see each other.
+func PlaceRoom(ctx context.Context, tx pgx.Tx, room string, gone time.Duration, score func(Node) float64) (Node, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tc_room_placement'), hashtext($1))`, room); err != nil {
+		return Node{}, fmt.Errorf("store: lock room placement: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+nodeColumns+` FROM nodes n
+		JOIN room_placements p ON p.node_id = n.id AND p.room = $2 AND p.finished_at IS NULL
+		WHERE n.heartbeat_at > now() - $1::interval`, gone, room)
+	if err != nil {
+		return Node{}, fmt.Errorf("store: room placement: %w", err)
+	}
+	cur, err := pgx.CollectRows(rows, pgx.RowToStructByName[Node])
+	if err != nil {
+		return Node{}, fmt.Errorf("store: room placement: %w", err)
+	}
+	if len(cur) == 1 {
+		return cur[0], nil
+	}
+	// Why one lock for every new placement: joins of different rooms in
+	// the same instant must see each other's choice, or they all pick the
+	// node that looked emptiest at the last heartbeat.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tc_room_placement'), 0)`); err != nil {
+		return Node{}, fmt.Errorf("store: lock placements: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT `+nodeColumns+` FROM nodes n
+		WHERE n.heartbeat_at > now() - $1::interval AND NOT n.draining ORDER BY n.id`, gone)
+	if err != nil {
+		return Node{}, fmt.Errorf("store: candidate nodes: %w", err)
+	}
+	nodes, err := pgx.CollectRows(rows, pgx.RowToStructByName[Node])
+	if err != nil {
+		return Node{}, fmt.Errorf("store: candidate nodes: %w", err)
+	}
+	if len(nodes) == 0 {
+		return Node{}, ErrNoNode
+	}
+	best := nodes[0]
+	for _, n := range nodes[1:] {
+		if score(n) < score(best) {
+			best = n
+		}
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO room_placements (room, node_id) VALUES ($1, $2)
+		ON CONFLICT (room) DO UPDATE SET node_id = $2, placed_at = now(), finished_at = NULL`, room, best.ID)
+	if err != nil {
+		return Node{}, fmt.Errorf("store: place room: %w", err)
+	}
+	best.Placed++
+	return best, nil
+}
+
+// RoomAdmitted records that room's patient was admitted (once).
+func RoomAdmitted(ctx context.Context, q Q, room string) error {
+	_, err := q.Exec(ctx, `UPDATE room_placements SET admitted_at = coalesce(admitted_at, now()) WHERE room = $1`, room)
+	if err != nil {
+		return fmt.Errorf("store: room admitted: %w", err)
+	}
+	return nil
+}
+
+// RoomWasAdmitted reports whether room's patient was admitted before.
+func RoomWasAdmitted(ctx context.Context, q Q, room string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_placements WHERE room = $1 AND admitted_at IS NOT NULL)`, room).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("store: room admitted: %w", err)
+	}
+	return ok, nil
+}
+
+// FinishRoom marks room's placement finished on node (it ended or
+// emptied), so that it no longer counts as that node's load.
+func FinishRoom(ctx context.Context, q Q, room, node string) error {
+	_, err := q.Exec(ctx, `UPDATE room_placements SET finished_at = now() WHERE room = $1 AND node_id = $2 AND finished_at IS NULL`, room, node)
+	if err != nil {
+		return fmt.Errorf("store: finish room: %w", err)
+	}
+	return nil
+}
