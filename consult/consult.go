@@ -52,6 +52,20 @@ type Completer interface {
 	OnCompleted(ctx context.Context, appointmentID string) error
 }
 
+// Placer places a consult's room on one node of the cluster.
+type Placer interface {
+	// Place returns the node room lives on, placing it if needed.
+	Place(ctx context.Context, room string) (Placement, error)
+	// Finished says room's consult is over on this node.
+	Finished(ctx context.Context, room string) error
+}
+
+// Placement is the node a room lives on and its signalling URL.
+type Placement struct {
+	Node         string
+	SignalingURL string
+}
+
 // Service admits participants and keeps the record of the consults.
 type Service struct {
 	DB           *store.DB
@@ -60,8 +74,11 @@ type Service struct {
 	ICE          ICE       // nil: no TURN servers offered
 	Completer    Completer // nil: nothing to do when completed
 	SignalingURL string    // ws(s)://host/api/v1/signal
-	Now          func() time.Time
-	Log          *slog.Logger
+	// Placer, when set, chooses the node of each room; its signalling URL
+	// then replaces SignalingURL in the join answer.
+	Placer Placer
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 var _ signaling.Hooks = (*Service)(nil)
@@ -81,6 +98,8 @@ type JoinInfo struct {
 	Role         string      `json:"role"`
 	Room         string      `json:"room"`
 	ExpiresAt    time.Time   `json:"expires_at"`
+	// Node is the id of the node the room lives on (empty without a Placer).
+	Node string `json:"node,omitempty"`
 }
 
 func (s *Service) now() time.Time {
@@ -137,6 +156,13 @@ func (s *Service) Join(ctx context.Context, acct *auth.Account, id string, actor
 		return JoinInfo{}, err
 	}
 	info := JoinInfo{Token: tok, SignalingURL: s.SignalingURL, Role: role, Room: appt.ID, ExpiresAt: exp, ICEServers: []ICEServer{}}
+	if s.Placer != nil {
+		p, err := s.Placer.Place(ctx, appt.ID)
+		if err != nil {
+			return JoinInfo{}, err
+		}
+		info.SignalingURL, info.Node = p.SignalingURL, p.Node
+	}
 	if s.ICE != nil {
 		for _, is := range s.ICE.ICEServers(acct.ID, now) {
 			info.ICEServers = append(info.ICEServers, ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
@@ -202,6 +228,11 @@ func (s *Service) Ended(room string, by auth.JoinClaims) {
 		})
 		if err != nil {
 			return err
+		}
+		if s.Placer != nil && store.ValidID(room) {
+			if err := s.Placer.Finished(ctx, room); err != nil {
+				return err
+			}
 		}
 		if s.Completer != nil {
 			return s.Completer.OnCompleted(ctx, room)

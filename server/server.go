@@ -25,6 +25,7 @@ import (
 
 	"teleconsult/auth"
 	"teleconsult/booking"
+	"teleconsult/cluster"
 	"teleconsult/consult"
 	"teleconsult/httpapi"
 	"teleconsult/live"
@@ -70,9 +71,22 @@ type Config struct {
 	// TURN, when TURN.ListenUDP or TURN.ListenTCP is set, runs the
 	// embedded relay; its Secret is derived from Secret when empty.
 	TURN relay.Config
+	// Node, when Node.ID is set, makes this process one node of a cluster
+	// sharing the database: it registers itself and rooms are placed on
+	// the least loaded live node (package cluster).
+	Node NodeConfig
 	Log  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// NodeConfig is this node's place in a cluster (NODE_ID, NODE_URL,
+// NODE_HEARTBEAT).
+type NodeConfig struct {
+	ID           string
+	URL          string // this node's public URL; its signalling is ws(s)://<host>/api/v1/signal
+	MediaAddress string // MEDIA_PUBLIC_IP, else the host of URL
+	Heartbeat    time.Duration
 }
 
 // Server is the assembled service.
@@ -92,6 +106,7 @@ type Server struct {
 	Notifier *notify.Worker
 	Payments *payments.Service
 	Rx       *rx.Service
+	Cluster  *cluster.Registry // nil outside a cluster
 
 	handler http.Handler
 	jobs    sync.WaitGroup
@@ -190,7 +205,11 @@ func (s *Server) build(ctx context.Context) (err error) {
 	pages.Booking = s.Booking
 	pages.Slots = notify.SlotFinderFunc(s.nextSlots)
 
-	site, err := web.New(web.Config{BaseURL: cfg.BaseURL, Log: cfg.Log})
+	wcfg := web.Config{BaseURL: cfg.BaseURL, Log: cfg.Log}
+	if s.Cluster != nil {
+		wcfg.SignalOrigins = s.Cluster.SignalOrigins
+	}
+	site, err := web.New(wcfg)
 	if err != nil {
 		return err
 	}
@@ -232,9 +251,37 @@ func (s *Server) buildVideo() error {
 	s.Signal = signaling.NewServer(signaling.Config{
 		Media: media, Logger: cfg.Log, AllowedOrigins: []string{origin(cfg.BaseURL)},
 	}, signer, s.Consult)
+	if n := cfg.Node; n.ID != "" {
+		if n.URL == "" {
+			n.URL = cfg.BaseURL
+		}
+		if n.MediaAddress == "" {
+			if u, err := url.Parse(n.URL); err == nil {
+				n.MediaAddress = u.Hostname()
+			}
+		}
+		sig := wsURL(strings.TrimRight(n.URL, "/")) + "/api/v1/signal"
+		s.Cluster = cluster.New(s.DB, cluster.Config{ID: n.ID, SignalingURL: sig, MediaAddress: n.MediaAddress,
+			Heartbeat: n.Heartbeat, Log: cfg.Log, Load: func() cluster.Load {
+				c := media.Counters()
+				return cluster.Load{Rooms: int(c.Rooms), Participants: int(c.Participants), ForwardedBytes: c.ForwardedBytes}
+			}})
+		s.Consult.SignalingURL = sig
+		s.Consult.Placer = placer{s.Cluster}
+	}
 	s.API.Consult = s.Consult
 	return nil
 }
+
+// placer adapts the cluster registry to consult.Placer.
+type placer struct{ r *cluster.Registry }
+
+func (p placer) Place(ctx context.Context, room string) (consult.Placement, error) {
+	pl, err := p.r.Place(ctx, room)
+	return consult.Placement{Node: pl.Node, SignalingURL: pl.SignalingURL}, err
+}
+
+func (p placer) Finished(ctx context.Context, room string) error { return p.r.Finished(ctx, room) }
 
 // nextSlots offers the next free slots of an appointment's practitioner
 // and consultation type (the reschedule page of an email link).
@@ -323,6 +370,15 @@ func (s *Server) Start() {
 	s.stop = cancel
 	s.jobs.Add(1)
 	go func() { defer s.jobs.Done(); s.Live.Run(ctx) }()
+	if s.Cluster != nil {
+		// Registered before the first join can be placed here; Run
+		// deletes the record when ctx ends.
+		if err := s.Cluster.Heartbeat(ctx); err != nil {
+			s.cfg.Log.Warn("cluster: first heartbeat failed", "err", err)
+		}
+		s.jobs.Add(1)
+		go func() { defer s.jobs.Done(); s.Cluster.Run(ctx) }()
+	}
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
 	s.jobs.Add(1)
 	go func() {

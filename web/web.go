@@ -40,6 +40,10 @@ type Config struct {
 	DevMode bool
 	// Log receives rendering errors; nil means slog.Default().
 	Log *slog.Logger
+	// SignalOrigins, when set, returns the ws(s)://host origins of every
+	// live node's signalling (several nodes share one database): the pages
+	// may open sockets to them too.
+	SignalOrigins func() []string
 }
 
 // Site renders the pages.
@@ -262,9 +266,17 @@ func (s *Site) pageHeaders(w http.ResponseWriter, r *http.Request) {
 	if u, err := url.Parse(s.cfg.BaseURL); err == nil && u.Host != "" {
 		host = u.Host
 	}
+	var extraOrigins string
+	if s.cfg.SignalOrigins != nil {
+		for _, o := range s.cfg.SignalOrigins() {
+			if !strings.ContainsAny(o, " ;,'") { // an origin, nothing that could change the policy
+				extraOrigins += " " + o
+			}
+		}
+	}
 	csp := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 		"media-src 'self' blob:; font-src 'self'; object-src 'none'; worker-src 'self'; " +
-		"connect-src 'self' ws://" + host + " wss://" + host + "; " +
+		"connect-src 'self' ws://" + host + " wss://" + host + extraOrigins + "; " +
 		"frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)

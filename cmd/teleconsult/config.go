@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"teleconsult/cluster"
 )
 
 // Config is everything the service is told from outside: flags first,
@@ -27,12 +30,15 @@ type Config struct {
 	LogLevel      string // LOG_LEVEL: debug, info, warn, error
 	MFARoles      string // MFA_REQUIRED_ROLES: comma-separated roles, or "none"
 	Media         mediaConfig
-	TLSCert       string // TLS_CERT_FILE: serve HTTPS with this certificate
-	TLSKey        string // TLS_KEY_FILE
-	AutocertHosts string // TLS_AUTOCERT_DOMAINS: obtain certificates automatically (ACME)
-	ACMEHTTPAddr  string // ACME_HTTP_ADDR: where ACME http-01 challenges are answered (default :80)
-	CACertFile    string // RX_CA_CERT_FILE: import the prescription-signing CA
-	CAKeyFile     string // RX_CA_KEY_FILE
+	TLSCert       string        // TLS_CERT_FILE: serve HTTPS with this certificate
+	TLSKey        string        // TLS_KEY_FILE
+	AutocertHosts string        // TLS_AUTOCERT_DOMAINS: obtain certificates automatically (ACME)
+	ACMEHTTPAddr  string        // ACME_HTTP_ADDR: where ACME http-01 challenges are answered (default :80)
+	CACertFile    string        // RX_CA_CERT_FILE: import the prescription-signing CA
+	CAKeyFile     string        // RX_CA_KEY_FILE
+	NodeID        string        // NODE_ID: this node's id (default host name + "-" + the port of ADDR)
+	NodeURL       string        // NODE_URL: this node's own public URL (default BASE_URL)
+	NodeHeartbeat time.Duration // NODE_HEARTBEAT: how often the node refreshes its record (default 1s)
 }
 
 // mfaRoles parses MFA_REQUIRED_ROLES; empty means the default.
@@ -85,7 +91,35 @@ func bindServe(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TLSKey, "tls-key-file", os.Getenv("TLS_KEY_FILE"), "private key of the certificate (TLS_KEY_FILE)")
 	fs.StringVar(&cfg.AutocertHosts, "tls-autocert-domains", os.Getenv("TLS_AUTOCERT_DOMAINS"), "comma-separated domains to obtain certificates for automatically (TLS_AUTOCERT_DOMAINS)")
 	fs.StringVar(&cfg.ACMEHTTPAddr, "acme-http-addr", envOr("ACME_HTTP_ADDR", ":80"), "address answering ACME challenges and redirecting to HTTPS (ACME_HTTP_ADDR)")
+	bindNode(fs, cfg)
 	fs.StringVar(&cfg.MFARoles, "mfa-required-roles", os.Getenv("MFA_REQUIRED_ROLES"), "roles that must use two-factor login, or none (MFA_REQUIRED_ROLES; default practitioner,pharmacist,admin)")
+}
+
+// bindNode declares the flags naming this node of a cluster.
+func bindNode(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.NodeID, "node-id", os.Getenv("NODE_ID"), "this node's id among the nodes sharing the database (NODE_ID; default host name-port of ADDR)")
+	fs.StringVar(&cfg.NodeURL, "node-url", os.Getenv("NODE_URL"), "this node's own public URL, where its signalling is reached (NODE_URL; default BASE_URL)")
+	hb, _ := time.ParseDuration(os.Getenv("NODE_HEARTBEAT"))
+	if hb <= 0 {
+		hb = time.Second
+	}
+	fs.DurationVar(&cfg.NodeHeartbeat, "node-heartbeat", hb, "how often the node refreshes its record; gone after 3 missed (NODE_HEARTBEAT)")
+}
+
+// nodeID returns NODE_ID or its default.
+func (cfg *Config) nodeID() string {
+	if cfg.NodeID != "" {
+		return cfg.NodeID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = ":8080"
+	}
+	return cluster.DefaultID(host, addr)
 }
 
 func (cfg *Config) finish() error {
@@ -110,6 +144,15 @@ func (cfg *Config) finish() error {
 		cfg.BaseURL = scheme + host
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.NodeURL == "" {
+		cfg.NodeURL = cfg.BaseURL
+	}
+	cfg.NodeURL = strings.TrimRight(cfg.NodeURL, "/")
+	if v := os.Getenv("NODE_HEARTBEAT"); v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return fmt.Errorf("NODE_HEARTBEAT %q must be a positive duration such as 1s", v)
+		}
+	}
 	return nil
 }
 

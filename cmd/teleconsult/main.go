@@ -7,6 +7,7 @@
 //	teleconsult keys rotate        re-wrap every data key under a new master key
 //	teleconsult audit verify       check the audit log's hash chain
 //	teleconsult loadtest           measure the video service under load
+//	teleconsult node list|drain|undrain  the nodes sharing the database
 package main
 
 import (
@@ -45,6 +46,8 @@ func main() {
 		err = runAudit(ctx, args)
 	case "loadtest":
 		err = runLoadtest(ctx, args)
+	case "node":
+		err = runNode(ctx, args, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -67,6 +70,13 @@ commands:
                         create an account; the password is read from standard input
   keys rotate           add a new master key and re-wrap every data key under it
   audit verify          check the audit log's hash chain
+  loadtest              measure the video service under load
+  node list             the nodes sharing the database, their load and state
+  node drain [--node ID] [--wait]
+                        take no new consult on a node (default: this host's
+                        NODE_ID); --wait returns once its rooms are done
+  node undrain [--node ID]
+                        let a drained node take consults again
 
 Run "teleconsult <command> -h" for the flags of a command.
 `

@@ -51,6 +51,7 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		Notify:     notify.EnvConfig(os.Getenv),
 		CACertFile: cfg.CACertFile, CAKeyFile: cfg.CAKeyFile,
 		LegalHoldPublicKey: os.Getenv("LEGAL_HOLD_PUBLIC_KEY"),
+		Node:               server.NodeConfig{ID: cfg.nodeID(), URL: cfg.NodeURL, MediaAddress: cfg.Media.PublicIP, Heartbeat: cfg.NodeHeartbeat},
 	}
 	if sc.Payments, err = payments.ConfigFromEnv(os.Getenv); err != nil {
 		return server.Config{}, err
