@@ -33,10 +33,12 @@ var (
 
 // JoinClaims is what a join token proves: who (Participant, shown as Name)
 // may enter which video room (Room, the appointment id), as which Role,
-// until when.
+// until when. Admitted says the practitioner already let this patient in
+// (on another node, before it failed): the waiting room is skipped.
 type JoinClaims struct {
 	Room, Participant, Name, Role string
 	Expires                       time.Time
+	Admitted                      bool
 }
 
 // joinPayload is the compact wire form of JoinClaims.
@@ -46,6 +48,7 @@ type joinPayload struct {
 	Name        string `json:"n,omitempty"`
 	Role        string `json:"o"`
 	Expires     int64  `json:"e"`
+	Admitted    bool   `json:"a,omitempty"`
 }
 
 // JoinSigner signs and verifies join tokens with HMAC-SHA256. The
@@ -76,7 +79,7 @@ func (s *JoinSigner) Sign(c JoinClaims) (string, error) {
 	if c.Room == "" || c.Participant == "" || !validRole(c.Role) || c.Expires.IsZero() {
 		return "", ErrJoinClaims.With("a join token needs a room, a participant, a known role and an expiry")
 	}
-	body, err := json.Marshal(joinPayload{Room: c.Room, Participant: c.Participant, Name: c.Name, Role: c.Role, Expires: c.Expires.Unix()})
+	body, err := json.Marshal(joinPayload{Room: c.Room, Participant: c.Participant, Name: c.Name, Role: c.Role, Expires: c.Expires.Unix(), Admitted: c.Admitted})
 	if err != nil {
 		return "", ErrJoinClaims.Wrap(err)
 	}
@@ -123,7 +126,7 @@ func (s *JoinSigner) Verify(token string, now time.Time) (JoinClaims, error) {
 	if p.Room == "" || p.Participant == "" || !validRole(p.Role) {
 		return JoinClaims{}, ErrJoinTokenInvalid
 	}
-	c := JoinClaims{Room: p.Room, Participant: p.Participant, Name: p.Name, Role: p.Role, Expires: time.Unix(p.Expires, 0)}
+	c := JoinClaims{Room: p.Room, Participant: p.Participant, Name: p.Name, Role: p.Role, Expires: time.Unix(p.Expires, 0), Admitted: p.Admitted}
 	if !now.Before(c.Expires) {
 		return JoinClaims{}, ErrJoinTokenExpired
 	}

@@ -24,6 +24,26 @@ func TestJoinTokenRoundTrip(t *testing.T) {
 	}
 }
 
+func TestJoinTokenCarriesAdmission(t *testing.T) {
+	s := NewJoinSigner([]byte("0123456789abcdef0123456789abcdef"))
+	now := time.Unix(1_800_000_000, 0)
+	want := JoinClaims{Room: "appt-1", Participant: "acc-8", Role: RolePatient, Expires: now.Add(time.Minute), Admitted: true}
+	tok, err := s.Sign(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Verify(tok, now)
+	if err != nil || got != want {
+		t.Fatalf("claims = %+v (%v), want %+v", got, err, want)
+	}
+	// The admission is signed: flipping it breaks the token.
+	forged, _ := s.Sign(JoinClaims{Room: "appt-1", Participant: "acc-8", Role: RolePatient, Expires: now.Add(time.Minute)})
+	body := tok[:strings.LastIndexByte(tok, '.')]
+	if _, err := s.Verify(body+forged[strings.LastIndexByte(forged, '.'):], now); err == nil {
+		t.Fatal("a token with another token's signature was accepted")
+	}
+}
+
 func TestJoinTokenRefused(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	s := NewJoinSigner(key)

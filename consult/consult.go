@@ -81,7 +81,10 @@ type Service struct {
 	Log    *slog.Logger
 }
 
-var _ signaling.Hooks = (*Service)(nil)
+var (
+	_ signaling.Hooks     = (*Service)(nil)
+	_ signaling.AdmitHook = (*Service)(nil)
+)
 
 // ICEServer is one entry of the answer's ice_servers.
 type ICEServer struct {
@@ -151,17 +154,24 @@ func (s *Service) Join(ctx context.Context, acct *auth.Account, id string, actor
 	if exp.After(closes) {
 		exp = closes
 	}
-	tok, err := s.Signer.Sign(auth.JoinClaims{Room: appt.ID, Participant: acct.ID, Name: acct.Name, Role: role, Expires: exp})
-	if err != nil {
-		return JoinInfo{}, err
-	}
-	info := JoinInfo{Token: tok, SignalingURL: s.SignalingURL, Role: role, Room: appt.ID, ExpiresAt: exp, ICEServers: []ICEServer{}}
+	info := JoinInfo{SignalingURL: s.SignalingURL, Role: role, Room: appt.ID, ExpiresAt: exp, ICEServers: []ICEServer{}}
+	claims := auth.JoinClaims{Room: appt.ID, Participant: acct.ID, Name: acct.Name, Role: role, Expires: exp}
 	if s.Placer != nil {
 		p, err := s.Placer.Place(ctx, appt.ID)
 		if err != nil {
 			return JoinInfo{}, err
 		}
 		info.SignalingURL, info.Node = p.SignalingURL, p.Node
+		if role == auth.RolePatient {
+			// A patient re-joining after their room moved to another node
+			// must not fall back into the waiting room.
+			if claims.Admitted, err = store.RoomWasAdmitted(ctx, s.DB.Pool, appt.ID); err != nil {
+				return JoinInfo{}, err
+			}
+		}
+	}
+	if info.Token, err = s.Signer.Sign(claims); err != nil {
+		return JoinInfo{}, err
 	}
 	if s.ICE != nil {
 		for _, is := range s.ICE.ICEServers(acct.ID, now) {
@@ -204,6 +214,15 @@ func (s *Service) Waiting(room string, who auth.JoinClaims) {
 				Data: map[string]string{"appointment_id": room, "role": who.Role, "name": who.Name}})
 		})
 	})
+}
+
+// Admitted records that the practitioner let the patient in, so that a
+// re-join on another node (after this one failed) skips the waiting room.
+func (s *Service) Admitted(room string, who auth.JoinClaims) {
+	if s.Placer == nil || who.Role != auth.RolePatient || !store.ValidID(room) {
+		return
+	}
+	s.async("admitted", room, func(ctx context.Context) error { return store.RoomAdmitted(ctx, s.DB.Pool, room) })
 }
 
 // Ended completes the appointment and triggers the payment capture.

@@ -64,6 +64,9 @@ func (r *room) enter(c *client) (state string, old *client, err error) {
 			return "", nil, errRoomFull
 		}
 		r.patient = who
+		if c.claims.Admitted {
+			r.admitted[who] = true // admitted before, on a node that has since failed
+		}
 	case auth.RoleGuest:
 		used, ok := r.invites[who]
 		if !ok || used {
@@ -192,6 +195,9 @@ func (r *room) admit(id string) error {
 		return errEnded.Wrap(err)
 	}
 	r.broadcast(&message{Type: typeAdmitted, Participant: id, Name: c.claims.Name, Role: c.claims.Role}, nil, false)
+	if h, ok := r.srv.hooks.(AdmitHook); ok {
+		h.Admitted(r.id, c.claims)
+	}
 	return nil
 }
 

@@ -40,6 +40,13 @@ type Hooks interface {
 	Chat(room string, from auth.JoinClaims, text string)
 }
 
+// AdmitHook is implemented by Hooks that want to know when a patient or
+// guest is admitted (so that a re-join on another node, after a node
+// failure, can skip the waiting room). Called from a client's loop.
+type AdmitHook interface {
+	Admitted(room string, who auth.JoinClaims)
+}
+
 // Config tunes the signalling server. Zero values give the defaults.
 type Config struct {
 	// Media is the SFU to forward media with; nil creates one with

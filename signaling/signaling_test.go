@@ -24,10 +24,17 @@ import (
 
 // testHooks records what the server reports.
 type testHooks struct {
-	mu      sync.Mutex
-	waiting []string
-	ended   []string
-	chats   []string
+	mu       sync.Mutex
+	waiting  []string
+	ended    []string
+	chats    []string
+	admitted []string
+}
+
+func (h *testHooks) Admitted(room string, who auth.JoinClaims) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.admitted = append(h.admitted, room+"/"+who.Participant)
 }
 
 func (h *testHooks) Waiting(room string, who auth.JoinClaims) {
@@ -234,6 +241,40 @@ func TestWaitingRoomHoldsMediaUntilAdmitted(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "doc receiving pat", flowing(doc, "pat", "video", 10))
 	waitFor(t, 10*time.Second, "pat receiving doc", flowing(pat, "doc", "video", 10))
+}
+
+// TestAdmittedPatientSkipsWaitingRoom: the admission is reported (so it
+// is recorded with the room's placement), and a patient whose join token
+// says they were admitted, re-joining on another node after theirs
+// failed, goes straight into the call.
+func TestAdmittedPatientSkipsWaitingRoom(t *testing.T) {
+	a := newEnv(t, signaling.Config{})
+	a.startCall("appt-adm")
+	waitFor(t, 5*time.Second, "the Admitted hook", func() bool {
+		a.hooks.mu.Lock()
+		defer a.hooks.mu.Unlock()
+		return len(a.hooks.admitted) == 1 && a.hooks.admitted[0] == "appt-adm/pat"
+	})
+	b := newEnv(t, signaling.Config{}) // the node the room moved to
+	doc := b.mustDial(loadtest.ClientConfig{Token: b.token("appt-adm", "doc", auth.RolePractitioner, time.Minute), VideoBitrate: media, Audio: true})
+	if err := doc.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := b.signer.Sign(auth.JoinClaims{Room: "appt-adm", Participant: "pat", Name: "Pat", Role: auth.RolePatient, Expires: time.Now().Add(time.Minute), Admitted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pat := b.mustDial(loadtest.ClientConfig{Token: tok, VideoBitrate: media, Audio: true})
+	if err := pat.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "doc receiving pat", flowing(doc, "pat", "video", 10))
+	waitFor(t, 10*time.Second, "pat receiving doc", flowing(pat, "doc", "video", 10))
+	b.hooks.mu.Lock()
+	defer b.hooks.mu.Unlock()
+	if len(b.hooks.waiting) != 0 {
+		t.Fatalf("an admitted patient went through the waiting room: %v", b.hooks.waiting)
+	}
 }
 
 func TestRefusedTokens(t *testing.T) {
