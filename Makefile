@@ -38,9 +38,9 @@ lint:
 
 # The media and browser packages run one at a time after the others: real
 # peers and Chromium on two cores miss their deadlines when starved.
-MEDIA_PKGS := ./signaling ./e2e ./loadtest ./cmd/bench
+MEDIA_PKGS := ./signaling ./e2e ./loadtest ./cmd/bench ./cluster
 unit:
-	@$(PG) && $(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v -E '/(signaling|e2e|loadtest|cmd/bench)$$') \
+	@$(PG) && $(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v -E '/(signaling|e2e|loadtest|cmd/bench|cluster)$$') \
 	  && $(GO) test -race -timeout 20m -p 1 $(MEDIA_PKGS)
 
 ## fuzz: each fuzz target of the parsers of outside input, briefly
