@@ -3,11 +3,13 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"teleconsult/auth"
+	"teleconsult/cluster"
 	"teleconsult/consult"
 	"teleconsult/live"
 	"teleconsult/store"
@@ -217,5 +219,89 @@ func TestPatientSeesWhoAccessedTheirData(t *testing.T) {
 	stranger.json("GET", "/api/v1/account/access-log", nil, &other)
 	if len(other.Accesses) != 0 {
 		t.Errorf("a stranger sees accesses to others' data: %+v", other)
+	}
+}
+
+// registryPlacer places rooms with the cluster registry.
+type registryPlacer struct{ r *cluster.Registry }
+
+func (p registryPlacer) Place(ctx context.Context, room string) (consult.Placement, error) {
+	pl, err := p.r.Place(ctx, room)
+	return consult.Placement{Node: pl.Node, SignalingURL: pl.SignalingURL}, err
+}
+
+func (p registryPlacer) Finished(ctx context.Context, room string) error {
+	return p.r.Finished(ctx, room)
+}
+
+// TestJoinPlacesRoomOnALiveNode: with several nodes, both participants
+// get the same node's signalling URL; when that node dies, joining again
+// gives a live node, and the admitted patient's token says so.
+func TestJoinPlacesRoomOnALiveNode(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	e := consultEnv(t, &now)
+	ctx := context.Background()
+	var nodes []*cluster.Registry
+	for _, id := range []string{"a", "b"} {
+		r := cluster.New(e.DB, cluster.Config{ID: id, SignalingURL: "ws://node-" + id + "/api/v1/signal", MediaAddress: "node-" + id})
+		if err := r.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, r)
+	}
+	e.API.Consult.Placer = registryPlacer{nodes[0]}
+	patient, pat := e.user("patient", "Paula")
+	doctor, doc := e.user("practitioner", "Dr Dee")
+	id := videoAppointment(t, e, doc.ID, pat.ID, now.Add(5*time.Minute), "video", "confirmed")
+	join := func(c *client) (consult.JoinInfo, auth.JoinClaims) {
+		t.Helper()
+		var info consult.JoinInfo
+		if resp, b := c.do("POST", "/api/v1/appointments/"+id+"/join", nil); resp.StatusCode != 200 {
+			t.Fatalf("join: %d %s", resp.StatusCode, b)
+		} else if err := json.Unmarshal(b, &info); err != nil {
+			t.Fatal(err)
+		}
+		claims, err := e.API.Consult.Signer.Verify(info.Token, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info, claims
+	}
+	pi, pc := join(patient)
+	di, _ := join(doctor)
+	if pi.Node == "" || pi.Node != di.Node || pi.SignalingURL != "ws://node-"+pi.Node+"/api/v1/signal" || di.SignalingURL != pi.SignalingURL {
+		t.Fatalf("patient on %s (%s), practitioner on %s (%s)", pi.Node, pi.SignalingURL, di.Node, di.SignalingURL)
+	}
+	if pc.Admitted {
+		t.Fatal("a patient never admitted got an admitted token")
+	}
+	e.API.Consult.Admitted(id, pc) // the signalling server's hook
+	deadline := time.Now().Add(5 * time.Second)
+	for ok := false; !ok; {
+		var err error
+		if ok, err = store.RoomWasAdmitted(ctx, e.DB.Pool, id); err != nil || time.Now().After(deadline) {
+			t.Fatalf("admission not recorded: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The room's node dies: the next joins go to the live one, and the
+	// patient skips the waiting room there.
+	if _, err := e.DB.Pool.Exec(ctx, `UPDATE nodes SET heartbeat_at = now() - interval '1 minute' WHERE id = $1`, pi.Node); err != nil {
+		t.Fatal(err)
+	}
+	pi2, pc2 := join(patient)
+	di2, dc2 := join(doctor)
+	if pi2.Node == pi.Node || pi2.Node != di2.Node {
+		t.Fatalf("after %s died: patient on %s, practitioner on %s", pi.Node, pi2.Node, di2.Node)
+	}
+	if !pc2.Admitted || dc2.Admitted {
+		t.Fatalf("admitted claims: patient %v, practitioner %v", pc2.Admitted, dc2.Admitted)
+	}
+	// No live node: 503, saying so.
+	if _, err := e.DB.Pool.Exec(ctx, `UPDATE nodes SET heartbeat_at = now() - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := patient.do("POST", "/api/v1/appointments/"+id+"/join", nil); resp.StatusCode != 503 || errorCode(b) != "no_node" {
+		t.Fatalf("no live node: %d %s", resp.StatusCode, b)
 	}
 }
