@@ -37,6 +37,11 @@ type ClientConfig struct {
 	Audio        bool
 	// Screen adds a screen share: a second video track, labelled "screen".
 	Screen bool
+	// Rejoin, when set, is asked for a new signalling URL and token when
+	// the socket drops and the session cannot be resumed (its node
+	// failed): the client then joins there with fresh peer connections
+	// and publishes again (see Client.Rejoin). Not with Simulcast.
+	Rejoin func(ctx context.Context) (signalURL, token string, err error)
 	// KeyframeInterval between spontaneous keyframes (default 10 s); a
 	// PLI gets one at the next frame.
 	KeyframeInterval time.Duration
@@ -83,8 +88,9 @@ type Client struct {
 	ws     *websocket.Conn
 	resume string
 
-	up, down *webrtc.PeerConnection
-	Events   chan Event
+	up, down  *webrtc.PeerConnection
+	published []publishedTrack // what Publish sends, to publish again after a rejoin
+	Events    chan Event
 
 	mu                   sync.Mutex
 	streams              map[string]map[string]any // stream id -> info from the offer
@@ -136,17 +142,30 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, api: api, Events: make(chan Event, 1024), streams: map[string]map[string]any{}, received: map[string]*Stream{}, stop: make(chan struct{}), videoSSRC: map[uint32]int{}}
-	pcCfg := webrtc.Configuration{ICEServers: cfg.ICEServers}
-	if cfg.RelayOnly {
+	if c.up, c.down, err = c.newPeerConnections(); err != nil {
+		return nil, err
+	}
+	if err := c.connect(ctx, ""); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newPeerConnections makes the up and down connections of a session.
+func (c *Client) newPeerConnections() (up, down *webrtc.PeerConnection, err error) {
+	pcCfg := webrtc.Configuration{ICEServers: c.cfg.ICEServers}
+	if c.cfg.RelayOnly {
 		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
-	if c.up, err = api.NewPeerConnection(pcCfg); err != nil {
-		return nil, err
+	if up, err = c.api.NewPeerConnection(pcCfg); err != nil {
+		return nil, nil, err
 	}
-	if c.down, err = api.NewPeerConnection(pcCfg); err != nil {
-		return nil, err
+	if down, err = c.api.NewPeerConnection(pcCfg); err != nil {
+		up.Close()
+		return nil, nil, err
 	}
-	for dir, pc := range map[string]*webrtc.PeerConnection{"up": c.up, "down": c.down} {
+	for dir, pc := range map[string]*webrtc.PeerConnection{"up": up, "down": down} {
 		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 			if cand != nil {
 				init := cand.ToJSON()
@@ -154,12 +173,8 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 			}
 		})
 	}
-	c.down.OnTrack(c.onTrack)
-	if err := c.connect(ctx, ""); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	down.OnTrack(c.onTrack)
+	return up, down, nil
 }
 
 // connect opens the socket and performs the handshake; with resume it
@@ -244,6 +259,9 @@ func (c *Client) readLoop(ws *websocket.Conn) {
 			select {
 			case c.Events <- Event{Type: "closed", Raw: map[string]any{"error": closeErr(err)}}:
 			default:
+			}
+			if c.cfg.Rejoin != nil && !final(closeErr(err)) {
+				go c.failover()
 			}
 			return
 		}

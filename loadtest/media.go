@@ -45,6 +45,7 @@ func (c *Client) Publish() error {
 			return err
 		}
 		go drainRTCP(tr.Sender(), nil)
+		c.published = append(c.published, publishedTrack{audio, -1})
 	}
 	if c.cfg.VideoBitrate > 0 {
 		vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
@@ -75,6 +76,7 @@ func (c *Client) Publish() error {
 		}
 		s := tr.Sender()
 		go drainRTCP(s, func() { c.requestKeyframe(0) })
+		c.published = append(c.published, publishedTrack{layers[0], 0})
 		for _, rid := range rids[1:] {
 			go func() {
 				for {
@@ -99,6 +101,7 @@ func (c *Client) Publish() error {
 			return err
 		}
 		go drainRTCP(tr.Sender(), func() { c.requestKeyframe(1) })
+		c.published = append(c.published, publishedTrack{screen, 1})
 	}
 	if err := c.offerUp(false); err != nil {
 		return err
