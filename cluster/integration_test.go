@@ -1,0 +1,247 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"teleconsult/auth"
+	"teleconsult/cluster"
+	"teleconsult/loadtest"
+	"teleconsult/server"
+	"teleconsult/store"
+	"teleconsult/store/storetest"
+)
+
+// TestThreeNodesSurviveAKill starts three `teleconsult serve` processes
+// on 127.0.0.1-3 against one database, places consults with Pion clients
+// (they spread over the nodes), SIGKILLs one node, and checks that every
+// consult it held resumes on a live node, media flowing both ways, within
+// 10 seconds.
+func TestThreeNodesSurviveAKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes")
+	}
+	const consults = 20
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "teleconsult")
+	build := exec.Command("go", "build", "-o", bin, "teleconsult/cmd/teleconsult")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dbURL := storetest.NewURL(t)
+	db, err := store.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rooms := appointments(t, db, consults)
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	mk := make([]byte, 32)
+	rand.Read(mk)
+
+	type proc struct {
+		id, url string
+		cmd     *exec.Cmd
+	}
+	var nodes []*proc
+	for i := 1; i <= 3; i++ {
+		host := fmt.Sprintf("127.0.0.%d", i)
+		l, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			t.Skipf("loopback address %s: %v", host, err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		p := &proc{id: fmt.Sprintf("node%d", i), url: "http://" + addr}
+		p.cmd = exec.Command(bin, "serve")
+		p.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "ADDR="+addr, "BASE_URL="+p.url, "NODE_ID="+p.id,
+			"NODE_HEARTBEAT=1s", "SECRET_KEY="+hex.EncodeToString(secret), "MASTER_KEY=k1:"+base64.StdEncoding.EncodeToString(mk),
+			"MFA_REQUIRED_ROLES=none", "DATA_DIR="+filepath.Join(dir, p.id), "LOG_LEVEL=warn")
+		p.cmd.Stderr = os.Stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+		nodes = append(nodes, p)
+	}
+	reg := cluster.New(db, cluster.Config{ID: "test-observer", Heartbeat: time.Second})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ns, err := store.Nodes(context.Background(), db.Pool, 3*time.Second)
+		live := 0
+		for _, n := range ns {
+			if n.Alive {
+				live++
+			}
+		}
+		if err == nil && live == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes did not register: %+v %v", ns, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	signer := server.JoinSigner(secret)
+	// place asks for the room's node the way the join API does, and signs
+	// the participant's token (the patient's says whether they were admitted).
+	place := func(ctx context.Context, room, who, role string) (string, string, error) {
+		p, err := reg.Place(ctx, room)
+		if err != nil {
+			return "", "", err
+		}
+		admitted := false
+		if role == auth.RolePatient {
+			if admitted, err = store.RoomWasAdmitted(ctx, db.Pool, room); err != nil {
+				return "", "", err
+			}
+		}
+		tok, err := signer.Sign(auth.JoinClaims{Room: room, Participant: who, Name: who, Role: role, Expires: time.Now().Add(10 * time.Minute), Admitted: admitted})
+		return p.SignalingURL, tok, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	type call struct {
+		room      string
+		doc, pat  *loadtest.Client
+		node      string
+		docID, pt string
+	}
+	calls := make([]*call, consults)
+	var wg sync.WaitGroup
+	errs := make(chan error, consults)
+	for i := range calls {
+		c := &call{room: rooms[i], docID: "doc-" + rooms[i], pt: "pat-" + rooms[i]}
+		calls[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dial := func(who, role string) (*loadtest.Client, error) {
+				url, tok, err := place(ctx, c.room, who, role)
+				if err != nil {
+					return nil, err
+				}
+				cl, err := loadtest.Dial(ctx, loadtest.ClientConfig{SignalURL: url, Token: tok, VideoBitrate: 100_000, Audio: true,
+					Rejoin: func(ctx context.Context) (string, string, error) { return place(ctx, c.room, who, role) }})
+				if err != nil {
+					return nil, err
+				}
+				return cl, cl.Publish()
+			}
+			var err error
+			if c.doc, err = dial(c.docID, auth.RolePractitioner); err != nil {
+				errs <- err
+				return
+			}
+			if c.pat, err = dial(c.pt, auth.RolePatient); err != nil {
+				errs <- err
+				return
+			}
+			if _, err = c.doc.Wait(ctx, "waiting"); err == nil {
+				err = c.doc.Send(map[string]any{"type": "admit", "participant": c.pt})
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range calls {
+			c.doc.Close()
+			c.pat.Close()
+		}
+	})
+	// video counts what cl received from participant, over every stream
+	// (a rejoin brings new ones).
+	video := func(cl *loadtest.Client, from string) uint64 {
+		var n uint64
+		for _, s := range cl.Received() {
+			if s.Participant == from && s.Kind == "video" {
+				n += s.Packets
+			}
+		}
+		return n
+	}
+	flowing := func(c *call, since [2]uint64) bool {
+		return video(c.doc, c.pt) > since[0]+5 && video(c.pat, c.docID) > since[1]+5
+	}
+	perNode := map[string]int{}
+	for _, c := range calls {
+		var p cluster.Placement
+		if p, err = reg.Place(ctx, c.room); err != nil {
+			t.Fatal(err)
+		}
+		c.node = p.Node
+		perNode[p.Node]++
+		for !flowing(c, [2]uint64{}) {
+			if ctx.Err() != nil {
+				t.Fatalf("consult %s on %s: no media", c.room, c.node)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("consults per node: %v", perNode)
+	for _, n := range nodes {
+		if perNode[n.id] == 0 {
+			t.Fatalf("no consult on %s: %v", n.id, perNode)
+		}
+	}
+	// Every admission is recorded before the kill (the hook is async).
+	for _, c := range calls {
+		for ok := false; !ok; time.Sleep(20 * time.Millisecond) {
+			if ok, err = store.RoomWasAdmitted(ctx, db.Pool, c.room); err != nil || ctx.Err() != nil {
+				t.Fatalf("admission of %s not recorded: %v", c.room, err)
+			}
+		}
+	}
+
+	victim := nodes[0]
+	var affected []*call
+	since := map[*call][2]uint64{}
+	for _, c := range calls {
+		if c.node == victim.id {
+			affected = append(affected, c)
+		}
+		since[c] = [2]uint64{video(c.doc, c.pt), video(c.pat, c.docID)}
+	}
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var worst time.Duration
+	for _, c := range affected {
+		for !flowing(c, since[c]) {
+			if time.Since(killed) > 10*time.Second {
+				t.Fatalf("consult %s did not resume within 10 s of the kill: doc got %d (before %d), pat got %d (before %d)",
+					c.room, video(c.doc, c.pt), since[c][0], video(c.pat, c.docID), since[c][1])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		worst = max(worst, time.Since(killed))
+		p, err := reg.Place(ctx, c.room)
+		if err != nil || p.Node == victim.id {
+			t.Fatalf("consult %s still placed on %s (%v)", c.room, p.Node, err)
+		}
+	}
+	t.Logf("%d consults moved off the killed node; the last had media both ways %v after the kill (%d CPUs)", len(affected), worst.Round(10*time.Millisecond), runtime.NumCPU())
+}
