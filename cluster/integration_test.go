@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5"
 
 	"teleconsult/auth"
 	"teleconsult/cluster"
@@ -47,6 +51,19 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 	}
 	defer db.Close()
 	rooms := appointments(t, db, consults)
+	// Reminders falling due: five appointments a day ahead, booked two
+	// days ago, whose day-before email every node's worker finds at start.
+	const reminders = 5
+	for i := range reminders {
+		if _, err := db.Pool.Exec(context.Background(), `INSERT INTO appointments
+			(practitioner_id, consultation_type_id, patient_id, mode, starts_at, ends_at, status, created_at, updated_at)
+			SELECT practitioner_id, consultation_type_id, patient_id, 'video', date_trunc('second', now()) + interval '23 hours 59 minutes' - $1 * interval '40 minutes',
+				date_trunc('second', now()) + interval '24 hours 29 minutes' - $1 * interval '40 minutes', 'confirmed', now() - interval '2 days', now() - interval '2 days'
+			FROM appointments WHERE id = $2`, i, rooms[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mail := startSMTP(t)
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	mk := make([]byte, 32)
@@ -69,7 +86,7 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 		p.cmd = exec.Command(bin, "serve")
 		p.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "ADDR="+addr, "BASE_URL="+p.url, "NODE_ID="+p.id,
 			"NODE_HEARTBEAT=1s", "SECRET_KEY="+hex.EncodeToString(secret), "MASTER_KEY=k1:"+base64.StdEncoding.EncodeToString(mk),
-			"MFA_REQUIRED_ROLES=none", "DATA_DIR="+filepath.Join(dir, p.id), "LOG_LEVEL=warn")
+			"MFA_REQUIRED_ROLES=none", "SMTP_URL=smtp://"+mail.addr, "MAIL_FROM=noreply@example.org", "DATA_DIR="+filepath.Join(dir, p.id), "LOG_LEVEL=warn")
 		p.cmd.Stderr = os.Stderr
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -243,5 +260,64 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 			t.Fatalf("consult %s still placed on %s (%v)", c.room, p.Node, err)
 		}
 	}
+	// Every reminder due was sent once: as many emails as reminders, and
+	// no more after a while (a second node sending one would show here).
+	waitUntil := time.Now().Add(20 * time.Second)
+	for mail.count() < reminders && time.Now().Before(waitUntil) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // two more poll intervals of every node
+	if n := mail.count(); n != reminders {
+		var claimed int
+		_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointment_reminders WHERE kind = '1d'`).Scan(&claimed)
+		rows, _ := db.Pool.Query(ctx, `SELECT channel || ' ' || status || ' ' || last_error FROM outbox_messages`)
+		outbox, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		t.Fatalf("%d reminder emails delivered, want exactly %d (%d day-before reminders claimed; outbox: %q)", n, reminders, claimed, outbox)
+	}
 	t.Logf("%d consults moved off the killed node; the last had media both ways %v after the kill (%d CPUs)", len(affected), worst.Round(10*time.Millisecond), runtime.NumCPU())
+}
+
+// smtpSink is an SMTP server on loopback counting the messages it accepts.
+type smtpSink struct {
+	addr string
+	mu   sync.Mutex
+	n    int
+}
+
+func (s *smtpSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+type sinkSession struct{ s *smtpSink }
+
+func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (x sinkSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	x.s.mu.Lock()
+	x.s.n++
+	x.s.mu.Unlock()
+	return nil
+}
+func (sinkSession) Reset()        {}
+func (sinkSession) Logout() error { return nil }
+
+func startSMTP(t *testing.T) *smtpSink {
+	t.Helper()
+	s := &smtpSink{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return sinkSession{s}, nil }))
+	srv.Domain = "localhost"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return s
 }
