@@ -120,7 +120,27 @@ func formatMeasure(v float64) string {
 
 // Render draws the prescription as an A4 PDF, unsigned. The signature
 // block shows who signs; the signature itself is added by signPDF.
+//
+// The text is set in Go Regular, embedded. When every character fits
+// Windows-1252 (the usual case) the font is the one prepared once per
+// process (see font.go); otherwise the document is drawn again with
+// fpdf's UTF-8 font, subset for this document.
 func Render(d Document) ([]byte, error) {
+	latin, err := loadLatinFont()
+	if err != nil {
+		return nil, err
+	}
+	enc := new(cp1252Encoder)
+	b, err := render(d, func(pdf *fpdf.Fpdf) { pdf.AddFontFromBytes("Go", "", latin.def, latin.file) }, enc.encode)
+	if err != nil || !enc.lossy {
+		return b, err
+	}
+	return render(d, func(pdf *fpdf.Fpdf) { pdf.AddUTF8FontFromBytes("Go", "", goregular.TTF) }, func(s string) string { return s })
+}
+
+// render draws d with the font addFont adds as "Go"; every text goes
+// through tx, which encodes it for that font.
+func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byte, error) {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetMargins(margin, margin, margin)
 	pdf.SetAutoPageBreak(true, 24)
@@ -128,10 +148,8 @@ func Render(d Document) ([]byte, error) {
 	// text operators, and a zlib writer per document costs more CPU and
 	// memory than the bytes it saves (the embedded font stays compressed).
 	pdf.SetCompression(false)
-	// One embedded face: each UTF-8 font costs fpdf about 4 ms to load,
-	// fingerprint, subset and compress, most of the time a prescription
-	// takes. Bold is drawn from it (see setFont).
-	pdf.AddUTF8FontFromBytes("Go", "", goregular.TTF)
+	// One embedded face; bold is drawn from it (see setFont).
+	addFont(pdf)
 	st := &textStyle{pdf: pdf}
 	pdf.SetHeaderFunc(st.reapply)
 	pdf.SetTitle("Ordonnance "+FormatNumber(d.Number), true)
@@ -150,8 +168,8 @@ func Render(d Document) ([]byte, error) {
 		pdf.SetTextColor(90, 90, 90)
 		// Every page names the prescription and the patient, so a loose
 		// second page is still attributable.
-		pdf.CellFormat(textW*0.8, 4, "Ordonnance n° "+FormatNumber(d.Number)+" — "+strings.ToUpper(d.Patient.Surname)+" "+d.Patient.FirstNames, "", 0, "L", false, 0, "")
-		pdf.CellFormat(textW*0.2, 4, fmt.Sprintf("Page %d/{nb}", pdf.PageNo()), "", 0, "R", false, 0, "")
+		pdf.CellFormat(textW*0.8, 4, tx("Ordonnance n° "+FormatNumber(d.Number)+" — "+strings.ToUpper(d.Patient.Surname)+" "+d.Patient.FirstNames), "", 0, "L", false, 0, "")
+		pdf.CellFormat(textW*0.2, 4, tx(fmt.Sprintf("Page %d/{nb}", pdf.PageNo())), "", 0, "R", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	})
 	pdf.AddPage()
@@ -160,24 +178,24 @@ func Render(d Document) ([]byte, error) {
 	p := d.Prescriber
 	st.set(true, 13)
 	pdf.SetXY(margin, margin)
-	pdf.CellFormat(textW-qrSize-6, 6, p.Name, "", 2, "L", false, 0, "")
+	pdf.CellFormat(textW-qrSize-6, 6, tx(p.Name), "", 2, "L", false, 0, "")
 	st.set(false, 10)
 	if p.Specialty != "" {
-		pdf.CellFormat(textW-qrSize-6, lineH, p.Specialty, "", 2, "L", false, 0, "")
+		pdf.CellFormat(textW-qrSize-6, lineH, tx(p.Specialty), "", 2, "L", false, 0, "")
 	}
 	st.set(true, 9.5)
-	pdf.CellFormat(textW-qrSize-6, lineH, "N° RPPS : "+p.RPPS, "", 2, "L", false, 0, "")
+	pdf.CellFormat(textW-qrSize-6, lineH, tx("N° RPPS : "+p.RPPS), "", 2, "L", false, 0, "")
 	st.set(false, 9.5)
 	for _, line := range strings.Split(p.Address, "\n") {
 		if line = strings.TrimSpace(line); line != "" {
-			pdf.CellFormat(textW-qrSize-6, lineH-0.5, line, "", 2, "L", false, 0, "")
+			pdf.CellFormat(textW-qrSize-6, lineH-0.5, tx(line), "", 2, "L", false, 0, "")
 		}
 	}
 	if p.Phone != "" {
-		pdf.CellFormat(textW-qrSize-6, lineH-0.5, "Tél. : "+p.Phone, "", 2, "L", false, 0, "")
+		pdf.CellFormat(textW-qrSize-6, lineH-0.5, tx("Tél. : "+p.Phone), "", 2, "L", false, 0, "")
 	}
 	if p.Email != "" {
-		pdf.CellFormat(textW-qrSize-6, lineH-0.5, "Courriel : "+p.Email, "", 2, "L", false, 0, "")
+		pdf.CellFormat(textW-qrSize-6, lineH-0.5, tx("Courriel : "+p.Email), "", 2, "L", false, 0, "")
 	}
 	leftBottom := pdf.GetY()
 
@@ -188,10 +206,10 @@ func Render(d Document) ([]byte, error) {
 	}
 	st.set(true, 8.5)
 	pdf.SetXY(qrX-8, margin+qrSize+0.5)
-	pdf.CellFormat(qrSize+8, 4, FormatNumber(d.Number), "", 2, "C", false, 0, "")
+	pdf.CellFormat(qrSize+8, 4, tx(FormatNumber(d.Number)), "", 2, "C", false, 0, "")
 	st.set(false, 7.5)
 	pdf.SetX(qrX - 8)
-	pdf.CellFormat(qrSize+8, 3.5, "Code d'accès : "+FormatAccessCode(d.AccessCode), "", 2, "C", false, 0, "")
+	pdf.CellFormat(qrSize+8, 3.5, tx("Code d'accès : "+FormatAccessCode(d.AccessCode)), "", 2, "C", false, 0, "")
 	rightBottom := pdf.GetY()
 
 	y := max(leftBottom, rightBottom) + 3
@@ -202,19 +220,19 @@ func Render(d Document) ([]byte, error) {
 	// Place and date, right.
 	pdf.SetXY(margin, y+3)
 	st.set(false, 10)
-	pdf.CellFormat(textW, lineH, "Le "+longDate(d.SignedAt), "", 1, "R", false, 0, "")
+	pdf.CellFormat(textW, lineH, tx("Le "+longDate(d.SignedAt)), "", 1, "R", false, 0, "")
 
 	// Patient block.
 	pt := d.Patient
 	pdf.Ln(1)
 	st.set(true, 11)
-	pdf.CellFormat(textW, 6, strings.ToUpper(pt.Surname)+" "+pt.FirstNames, "", 1, "L", false, 0, "")
+	pdf.CellFormat(textW, 6, tx(strings.ToUpper(pt.Surname)+" "+pt.FirstNames), "", 1, "L", false, 0, "")
 	st.set(false, 9.5)
 	line := sexLabel(pt.Sex)
 	if birth, err := time.Parse(time.DateOnly, pt.BirthDate); err == nil {
 		line += fmt.Sprintf(" — %s %s (%s)", bornLabel(pt.Sex), birth.Format("02/01/2006"), plural(ageAt(birth, d.SignedAt), "an", "ans"))
 	}
-	pdf.CellFormat(textW, lineH, line, "", 1, "L", false, 0, "")
+	pdf.CellFormat(textW, lineH, tx(line), "", 1, "L", false, 0, "")
 	var measures []string
 	if pt.WeightKg > 0 {
 		measures = append(measures, "Poids : "+formatMeasure(pt.WeightKg)+" kg")
@@ -223,16 +241,16 @@ func Render(d Document) ([]byte, error) {
 		measures = append(measures, "Taille : "+formatMeasure(pt.HeightCm)+" cm")
 	}
 	if len(measures) > 0 {
-		pdf.CellFormat(textW, lineH, strings.Join(measures, " — "), "", 1, "L", false, 0, "")
+		pdf.CellFormat(textW, lineH, tx(strings.Join(measures, " — ")), "", 1, "L", false, 0, "")
 	}
 
 	// Title.
 	pdf.Ln(5)
 	st.set(true, 15)
-	pdf.CellFormat(textW, 8, "ORDONNANCE", "", 1, "C", false, 0, "")
+	pdf.CellFormat(textW, 8, tx("ORDONNANCE"), "", 1, "C", false, 0, "")
 	if d.Replaces != "" {
 		st.set(true, 9)
-		pdf.CellFormat(textW, lineH, "Annule et remplace l'ordonnance n° "+FormatNumber(d.Replaces), "", 1, "C", false, 0, "")
+		pdf.CellFormat(textW, lineH, tx("Annule et remplace l'ordonnance n° "+FormatNumber(d.Replaces)), "", 1, "C", false, 0, "")
 	}
 	pdf.Ln(4)
 
@@ -243,7 +261,7 @@ func Render(d Document) ([]byte, error) {
 			pdf.AddPage()
 		}
 		st.set(true, 11)
-		pdf.CellFormat(indent, 6, fmt.Sprintf("%d.", i+1), "", 0, "L", false, 0, "")
+		pdf.CellFormat(indent, 6, tx(fmt.Sprintf("%d.", i+1)), "", 0, "L", false, 0, "")
 		title := it.Drug
 		if it.Strength != "" {
 			title += " " + it.Strength
@@ -251,10 +269,10 @@ func Render(d Document) ([]byte, error) {
 		if it.Form != "" {
 			title += ", " + it.Form
 		}
-		pdf.MultiCell(textW-indent, 6, title, "", "L", false)
+		pdf.MultiCell(textW-indent, 6, tx(title), "", "L", false)
 		st.set(false, 10)
 		pdf.SetX(margin + indent)
-		pdf.MultiCell(textW-indent, lineH, it.Dosage, "", "L", false)
+		pdf.MultiCell(textW-indent, lineH, tx(it.Dosage), "", "L", false)
 		var facts []string
 		if it.DurationDays > 0 {
 			facts = append(facts, "Durée du traitement : "+plural(it.DurationDays, "jour", "jours"))
@@ -270,12 +288,12 @@ func Render(d Document) ([]byte, error) {
 		pdf.SetX(margin + indent)
 		st.set(false, 9.5)
 		st.color(70, 70, 70)
-		pdf.MultiCell(textW-indent, lineH, strings.Join(facts, " — "), "", "L", false)
+		pdf.MultiCell(textW-indent, lineH, tx(strings.Join(facts, " — ")), "", "L", false)
 		st.color(0, 0, 0)
 		if !it.Substitutable {
 			pdf.SetX(margin + indent)
 			st.set(true, 9.5)
-			pdf.MultiCell(textW-indent, lineH, "Non substituable", "", "L", false)
+			pdf.MultiCell(textW-indent, lineH, tx("Non substituable"), "", "L", false)
 		}
 		pdf.Ln(3)
 	}
@@ -284,9 +302,9 @@ func Render(d Document) ([]byte, error) {
 	if d.Content.Instructions != "" {
 		pdf.Ln(1)
 		st.set(true, 10)
-		pdf.CellFormat(textW, lineH, "Instructions", "", 1, "L", false, 0, "")
+		pdf.CellFormat(textW, lineH, tx("Instructions"), "", 1, "L", false, 0, "")
 		st.set(false, 10)
-		pdf.MultiCell(textW, lineH, d.Content.Instructions, "", "L", false)
+		pdf.MultiCell(textW, lineH, tx(d.Content.Instructions), "", "L", false)
 		pdf.Ln(2)
 	}
 
@@ -302,7 +320,7 @@ func Render(d Document) ([]byte, error) {
 		validity += ", renouvellements compris. Délivrance initiale puis " + plural(r, "renouvellement", "renouvellements") + " au plus"
 	}
 	validity += "."
-	pdf.MultiCell(textW, lineH, validity, "", "L", false)
+	pdf.MultiCell(textW, lineH, tx(validity), "", "L", false)
 
 	pdf.Ln(4)
 	boxW := 92.0
@@ -314,17 +332,17 @@ func Render(d Document) ([]byte, error) {
 	pdf.SetXY(boxX+3, boxY+2)
 	st.set(true, 9.5)
 	st.color(30, 60, 120)
-	pdf.CellFormat(boxW-6, lineH, "Signé électroniquement par", "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, lineH, tx("Signé électroniquement par"), "", 2, "L", false, 0, "")
 	st.color(0, 0, 0)
 	st.set(true, 10.5)
-	pdf.CellFormat(boxW-6, lineH+0.5, p.Name, "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, lineH+0.5, tx(p.Name), "", 2, "L", false, 0, "")
 	st.set(false, 8.5)
-	pdf.CellFormat(boxW-6, 4.2, "Le "+longDate(d.SignedAt)+" à "+d.SignedAt.In(paris).Format("15:04")+" (heure de Paris)", "", 2, "L", false, 0, "")
-	pdf.CellFormat(boxW-6, 4.2, "Certificat n° "+d.SignerSerial, "", 2, "L", false, 0, "")
-	pdf.CellFormat(boxW-6, 4.2, "Émis par : "+d.Issuer, "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4.2, tx("Le "+longDate(d.SignedAt)+" à "+d.SignedAt.In(paris).Format("15:04")+" (heure de Paris)"), "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4.2, tx("Certificat n° "+d.SignerSerial), "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4.2, tx("Émis par : "+d.Issuer), "", 2, "L", false, 0, "")
 	st.set(false, 7.5)
 	st.color(90, 90, 90)
-	pdf.CellFormat(boxW-6, 4, "Signature numérique vérifiable dans tout lecteur PDF", "", 2, "L", false, 0, "")
+	pdf.CellFormat(boxW-6, 4, tx("Signature numérique vérifiable dans tout lecteur PDF"), "", 2, "L", false, 0, "")
 
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
