@@ -5,7 +5,7 @@ BIN   := bin/teleconsult
 PG    := eval "$$(scripts/postgres.sh)"
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test lint vet fmt-check unit fuzz bench deps clean
+.PHONY: run build test lint vet fmt-check unit fuzz bench deps clean docker
 
 build:
 	$(GO) build -o $(BIN) ./cmd/teleconsult
@@ -16,6 +16,13 @@ build:
 # login mandatory for practitioners, pharmacists and admins.
 run: build
 	@$(PG) && ./$(BIN) migrate && ./$(BIN) demo && MFA_REQUIRED_ROLES=$${MFA_REQUIRED_ROLES:-none} exec ./$(BIN) serve
+
+## docker: the image from a binary built here (static, no Go image pulled)
+docker:
+	rm -rf out/docker && mkdir -p out/docker/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o out/docker/teleconsult ./cmd/teleconsult
+	cp /etc/ssl/certs/ca-certificates.crt out/docker/
+	docker build --target prebuilt -t $${IMAGE:-teleconsult} .
 
 ## test: formatting, vet, the layering rule, then every test with -race
 test: deps fmt-check vet lint unit fuzz
