@@ -40,6 +40,7 @@ func reportSigning(b *testing.B, start time.Time, cpu0 time.Duration, durations 
 func BenchmarkSignPrescription(b *testing.B) {
 	now := time.Now()
 	b.Run("document", func(b *testing.B) {
+		b.ReportAllocs()
 		a, err := NewAuthority("Bench", now)
 		if err != nil {
 			b.Fatal(err)
@@ -75,6 +76,7 @@ func BenchmarkSignPrescription(b *testing.B) {
 		reportSigning(b, start, cpu0, durations)
 	})
 	b.Run("service", func(b *testing.B) {
+		b.ReportAllocs()
 		w := newWorld(b)
 		// Issue the practitioner's certificate outside the measure.
 		w.signed(sampleContent())
@@ -112,4 +114,56 @@ func BenchmarkSignPrescription(b *testing.B) {
 		})
 		reportSigning(b, start, cpu0, durations)
 	})
+}
+
+// BenchmarkRender measures drawing one prescription on one core: with the
+// Windows-1252 font prepared once per process (French text), and with
+// fpdf's UTF-8 font subset per document (a name outside Windows-1252,
+// drawn once with each font).
+func BenchmarkRender(b *testing.B) {
+	now := time.Now()
+	a, err := NewAuthority("Bench", now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := a.Issue("Dr Hélène Garçon", "10101234567", "", now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct{ name, surname string }{{"windows-1252", "Lefèvre"}, {"utf-8", "Wałęsa"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			doc := sampleDocument(b, id, a, now)
+			doc.Patient.Surname = tc.surname
+			for b.Loop() {
+				if _, err := Render(doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignPDF measures embedding the PKCS#7 signature in a rendered
+// prescription on one core.
+func BenchmarkSignPDF(b *testing.B) {
+	b.ReportAllocs()
+	now := time.Now()
+	a, err := NewAuthority("Bench", now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := a.Issue("Dr Hélène Garçon", "10101234567", "", now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	unsigned, err := Render(sampleDocument(b, id, a, now))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := signPDF(unsigned, id, a.Cert, "bench", now); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

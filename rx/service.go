@@ -500,7 +500,9 @@ func (s *Service) Sign(ctx context.Context, who Caller, id string) (View, error)
 		replaced = &r
 	}
 
-	patientKey, err := s.vault.AccountKey(ctx, s.db.Pool, p.PatientID)
+	// The draft is sealed with the patient's account key (sealContent),
+	// and an account's key never changes: no need to look it up again.
+	patientKey, err := vault.KeyOf(p.Content)
 	if err != nil {
 		return View{}, err
 	}
