@@ -186,7 +186,8 @@ func prepareLatinFont(ttf []byte) (latinFont, error) {
 
 // subsetTrueType returns ttf with every glyph outside keep emptied. Glyph numbers do not move, so
 // cmap, hmtx and the other tables stay valid as they are; only glyf, loca
-// (rewritten in the long format) and head change.
+// (rewritten in the long format), head and post (without glyph names)
+// change.
 func subsetTrueType(ttf []byte, keep map[sfnt.GlyphIndex]bool) ([]byte, error) {
 	if len(ttf) < 12 {
 		return nil, errors.New("truncated font")
@@ -266,6 +267,13 @@ func subsetTrueType(ttf []byte, keep map[sfnt.GlyphIndex]bool) ([]byte, error) {
 	binary.BigEndian.PutUint32(newHead[8:], 0) // checkSumAdjustment, set below
 	binary.BigEndian.PutUint16(newHead[50:], 1)
 	tables[hi].data, tables[li].data, tables[gi].data = newHead, newLoca, newGlyf
+	if pi, ok := byTag["post"]; ok && len(tables[pi].data) >= 32 {
+		// Glyph names are not needed: the text is drawn through
+		// WinAnsiEncoding and the cmap. Version 3 keeps the metrics only.
+		post := bytes.Clone(tables[pi].data[:32])
+		binary.BigEndian.PutUint32(post, 0x00030000)
+		tables[pi].data = post
+	}
 
 	// Write the tables in tag order, each 4-byte aligned, with checksums.
 	sort.Slice(tables, func(i, j int) bool { return tables[i].tag < tables[j].tag })
