@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,5 +137,40 @@ func TestRenderFonts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenderConcurrently draws one prescription from several goroutines
+// at once: they share the prepared font, and each must get the document
+// a lone call gets.
+func TestRenderConcurrently(t *testing.T) {
+	now := time.Now()
+	a, err := NewAuthority("Test", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.Issue("Dr Hélène Garçon", "10101234567", "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := sampleDocument(t, id, a, now)
+	want, err := Render(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]byte, 8)
+	errs := make([]error, len(got))
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = Render(doc) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !bytes.Equal(got[i], want) {
+			t.Fatalf("render %d differs from a lone render (%d and %d bytes)", i, len(got[i]), len(want))
+		}
 	}
 }
