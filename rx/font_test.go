@@ -2,7 +2,9 @@ package rx
 
 import (
 	"bytes"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +122,11 @@ func TestRenderFonts(t *testing.T) {
 			doc := sampleDocument(t, id, a, now)
 			doc.Patient.Surname, doc.Patient.FirstNames = tc.surname, tc.given
 			doc.Content.Instructions = french
+			// Enough items for a second page: the footer's page count
+			// is filled in on every page.
+			for len(doc.Content.Items) < maxItems {
+				doc.Content.Items = append(doc.Content.Items, doc.Content.Items[len(doc.Content.Items)%3])
+			}
 			pdf, err := Render(doc)
 			if err != nil {
 				t.Fatal(err)
@@ -134,6 +141,15 @@ func TestRenderFonts(t *testing.T) {
 			for _, want := range []string{strings.ToUpper(tc.surname) + " " + tc.given, french, "Ordonnance n° " + FormatNumber(doc.Number)} {
 				if !strings.Contains(text, want) {
 					t.Errorf("the PDF text lacks %q:\n%s", want, text)
+				}
+			}
+			pages := regexp.MustCompile(`Page (\d+)/(\d+)`).FindAllStringSubmatch(text, -1)
+			if len(pages) < 2 {
+				t.Fatalf("want several pages, got %d page footers:\n%s", len(pages), text)
+			}
+			for i, m := range pages {
+				if m[1] != strconv.Itoa(i+1) || m[2] != strconv.Itoa(len(pages)) {
+					t.Errorf("footer of page %d says %q", i+1, m[0])
 				}
 			}
 		})
