@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"teleconsult/auth"
+	"teleconsult/problem"
+	"teleconsult/store"
 )
 
 func (a *API) accountRoutes(mux *http.ServeMux) {
@@ -12,7 +14,16 @@ func (a *API) accountRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/login", a.login)
 	mux.HandleFunc("POST /api/v1/logout", a.logout)
 	mux.HandleFunc("GET /api/v1/me", a.me)
+	mux.HandleFunc("PATCH /api/v1/me", a.patchMe)
+	a.adminRoutes(mux)
 }
+
+// accountLanguages are the languages an account may choose: those of the
+// web catalogues (web/i18n), in which notify also writes its messages.
+var accountLanguages = map[string]bool{"fr": true, "en": true}
+
+// ErrLanguage is a language the service does not speak.
+var ErrLanguage = problem.New(problem.Invalid, "unknown_language", "language must be fr or en")
 
 // accountJSON is an account as the API shows it: never a password hash.
 type accountJSON struct {
@@ -114,4 +125,36 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toAccountJSON(acct))
+}
+
+// patchMe changes the signed-in account's settings: {"language": "en"},
+// the language of its emails and text messages from now on.
+func (a *API) patchMe(w http.ResponseWriter, r *http.Request) {
+	acct, err := a.account(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var in struct {
+		Language *string `json:"language"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if in.Language == nil {
+		writeError(w, r, missing("language"))
+		return
+	}
+	if !accountLanguages[*in.Language] {
+		writeError(w, r, ErrLanguage.Withf("language must be fr or en, not %q", *in.Language))
+		return
+	}
+	if err := store.SetAccountLanguage(r.Context(), a.DB.Pool, acct.ID, *in.Language); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := toAccountJSON(acct)
+	out.Language = *in.Language
+	writeJSON(w, http.StatusOK, out)
 }

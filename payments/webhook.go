@@ -50,6 +50,17 @@ func (s *Service) handleWebhook(ctx context.Context, payload []byte, signature s
 	if ev.ID == "" || ev.Data == nil {
 		return "", ErrBadSignature.With("the event has no id or data")
 	}
+	defer func() {
+		// A verified event we could not process is shown to operators
+		// (a forged delivery never gets this far, so it cannot fill the
+		// table).
+		if err == nil {
+			return
+		}
+		if rerr := store.RecordWebhookFailure(context.WithoutCancel(ctx), s.db.Pool, ev.ID, string(ev.Type), err.Error()); rerr != nil {
+			s.log.Warn("record webhook failure", "event_id", ev.ID, "err", rerr)
+		}
+	}()
 	// A cheap early answer for redeliveries; the unique row inserted with
 	// the effect is what guarantees at most once.
 	if done, err := store.StripeEventProcessed(ctx, s.db.Pool, ev.ID); err != nil || done {
