@@ -45,6 +45,7 @@ type downTrack struct {
 	ssrc    uint32
 	pt      uint8
 	hdr     rtp.Header // reused for every packet
+	rtxHdr  rtp.Header // reused for every retransmission
 	current int        // layer being forwarded, -1 before the first keyframe
 	target  int        // layer wanted; switched to on its next keyframe
 	started bool
@@ -61,6 +62,7 @@ type downTrack struct {
 	windowBytes  uint64
 	bitrate      uint64
 	packets      uint64
+	octets       uint64 // payload bytes sent, for sender reports
 	estimate     uint64
 	remb         uint64
 	rembAt       time.Time
@@ -204,6 +206,7 @@ func (d *downTrack) forward(layer int, in *rtpInfo, now time.Time) {
 	}
 	n := 12 + len(in.payload)
 	d.packets++
+	d.octets += uint64(len(in.payload))
 	d.account(uint64(n), now)
 	d.receiver.room.sfu.packets.Add(1)
 	d.receiver.room.sfu.bytes.Add(uint64(n))
@@ -227,55 +230,69 @@ func (d *downTrack) account(n uint64, now time.Time) {
 	}
 }
 
-// retransmit resends the cached packets a receiver reported lost.
-func (d *downTrack) retransmit(n *rtcp.TransportLayerNack) {
+// retransmit resends the cached packets a receiver reported lost. It
+// does not allocate.
+func (d *downTrack) retransmit(nacks []rtcp.NackPair) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.writer == nil || d.cache == nil {
 		return
 	}
-	var hdr rtp.Header
-	for _, pair := range n.Nacks {
-		for _, seq := range pair.PacketList() {
-			c := &d.cache[seq%cacheSize]
-			if c.n == 0 || c.seq != seq {
-				continue
-			}
-			off, err := hdr.Unmarshal(c.buf[:c.n])
-			if err != nil {
-				continue
-			}
-			if _, err := d.writer.WriteRTP(&hdr, c.buf[off:c.n]); err == nil {
-				d.receiver.room.sfu.retransmissions.Add(1)
+	for _, pair := range nacks {
+		d.retransmitLocked(pair.PacketID)
+		for i := range uint16(16) {
+			if pair.LostPackets&(1<<i) != 0 {
+				d.retransmitLocked(pair.PacketID + i + 1)
 			}
 		}
 	}
 }
 
+// retransmitLocked resends packet seq if the cache still holds it. Call
+// with d.mu held.
+func (d *downTrack) retransmitLocked(seq uint16) {
+	c := &d.cache[seq%cacheSize]
+	if c.n == 0 || c.seq != seq {
+		return
+	}
+	off, err := d.rtxHdr.Unmarshal(c.buf[:c.n])
+	if err != nil {
+		return
+	}
+	if _, err := d.writer.WriteRTP(&d.rtxHdr, c.buf[off:c.n]); err == nil {
+		d.receiver.room.sfu.retransmissions.Add(1)
+	}
+}
+
 // readRTCP handles the receiver's feedback on this track until the
-// sender is stopped.
+// sender is stopped. It reads into one buffer and parses in place:
+// Pion's ReadRTCP allocates a buffer and a struct per packet.
 func (d *downTrack) readRTCP() {
+	buf := make([]byte, 1500)
+	var fb rtcpFeedback
 	for {
-		pkts, _, err := d.sender.ReadRTCP()
+		n, _, err := d.sender.Read(buf)
 		if err != nil {
 			return
 		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.up.requestKeyframe(d.currentOrTarget())
-			case *rtcp.TransportLayerNack:
-				d.receiver.room.sfu.nacks.Add(1)
-				d.retransmit(p)
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				d.mu.Lock()
-				d.remb, d.rembAt = uint64(p.Bitrate), time.Now()
-				d.mu.Unlock()
-			case *rtcp.ReceiverReport:
-				for _, r := range p.Reports {
-					d.receptionReport(r)
-				}
-			}
+		d.mu.Lock()
+		ssrc := d.ssrc
+		d.mu.Unlock()
+		parseRTCP(buf[:n], ssrc, &fb)
+		if fb.keyframe {
+			d.up.requestKeyframe(d.currentOrTarget())
+		}
+		if fb.nNackPackets > 0 {
+			d.receiver.room.sfu.nacks.Add(uint64(fb.nNackPackets))
+			d.retransmit(fb.nacks[:fb.nNacks])
+		}
+		if fb.remb != 0 {
+			d.mu.Lock()
+			d.remb, d.rembAt = fb.remb, time.Now()
+			d.mu.Unlock()
+		}
+		for _, r := range fb.reports[:fb.nReports] {
+			d.receptionReport(r)
 		}
 		d.adapt()
 	}
@@ -293,10 +310,7 @@ func (d *downTrack) currentOrTarget() int {
 // ntpMiddle returns the middle 32 bits of the NTP time of t, the unit of
 // the LSR field of reception reports.
 func ntpMiddle(t time.Time) uint32 {
-	const ntpEpochOffset = 2208988800
-	secs := uint64(t.Unix()) + ntpEpochOffset
-	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
-	return uint32((secs<<32 | frac) >> 16)
+	return uint32(ntpTime(t) >> 16)
 }
 
 // receptionReport updates loss, jitter, RTT and the loss-based estimate.

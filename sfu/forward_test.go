@@ -133,7 +133,7 @@ func TestNACKRetransmitsFromCache(t *testing.T) {
 	}
 	sent := w.n
 	lost := w.seq - 4
-	d.retransmit(&rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{lost, w.seq + 100})})
+	d.retransmit(rtcp.NackPairsFromSequenceNumbers([]uint16{lost, w.seq + 100}))
 	if w.n != sent+1 || w.seq != lost || w.length != 1100-12 {
 		t.Fatalf("after NACK: %d writes (want %d), last seq %d (want %d), payload %d", w.n, sent+1, w.seq, lost, w.length)
 	}

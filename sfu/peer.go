@@ -16,6 +16,9 @@ type Peer struct {
 	up   *webrtc.PeerConnection
 	down *webrtc.PeerConnection
 
+	feedback *upFeedback   // TWCC arrivals of the up connection
+	done     chan struct{} // closed by Close: stops feedbackLoop
+
 	// Guarded by room.mu.
 	admitted bool
 	tracks   []*upTrack
@@ -255,6 +258,7 @@ func (p *Peer) Close() {
 		return
 	}
 	p.closed = true
+	close(p.done)
 	downs := p.downs
 	p.downs = map[*upTrack]*downTrack{}
 	p.mu.Unlock()

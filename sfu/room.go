@@ -28,7 +28,8 @@ func (s *SFU) NewRoom(id string) *Room {
 // Join adds participant id to the room with two fresh peer connections.
 // The participant neither sends to nor receives from anyone until Admit.
 func (r *Room) Join(id string, sig Signaler) (*Peer, error) {
-	p := &Peer{ID: id, room: r, sig: sig, downs: make(map[*upTrack]*downTrack), labels: make(map[string]string)}
+	p := &Peer{ID: id, room: r, sig: sig, downs: make(map[*upTrack]*downTrack), labels: make(map[string]string),
+		feedback: newUpFeedback(), done: make(chan struct{})}
 	var err error
 	if p.up, err = r.sfu.upAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, err
@@ -61,6 +62,7 @@ func (r *Room) Join(id string, sig Signaler) (*Peer, error) {
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) { sig.ConnectionState(dir, s) })
 	}
 	p.up.OnTrack(p.onTrack)
+	go p.feedbackLoop()
 	return p, nil
 }
 
@@ -139,6 +141,7 @@ func (r *Room) publish(p *Peer, receiver *webrtc.RTPReceiver, remote *webrtc.Tra
 		sfu: r.sfu, publisher: p, receiver: receiver,
 		streamID: "s" + strconv.Itoa(r.nextStream), trackID: label + "-" + remote.Kind().String(),
 		label: label, kind: remote.Kind(), codec: codec, ck: codecKindOf(codec.MimeType),
+		twccID: transportCCID(receiver),
 	}
 	p.tracks = append(p.tracks, t)
 	if p.admitted {

@@ -21,9 +21,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -180,42 +177,26 @@ func New(cfg Config) (*SFU, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(upMedia); err != nil {
 		return nil, err
 	}
-	upReg := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	upReg.Add(gen)
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	upReg.Add(rr)
 	for _, typ := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if err := upMedia.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, typ); err != nil {
 			return nil, err
 		}
 	}
-	tw, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	upReg.Add(tw)
+	// No interceptors on the up side: NACKs, receiver reports and TWCC
+	// feedback come from the forwarding loop and Peer.feedbackLoop
+	// (feedback.go), which do not allocate per packet.
+	upReg := &interceptor.Registry{}
 	s.upAPI = webrtc.NewAPI(webrtc.WithMediaEngine(upMedia), webrtc.WithInterceptorRegistry(upReg), webrtc.WithSettingEngine(se))
 
-	// The down side sends: sender reports only. NACKs are answered from
-	// our own packet cache and receivers' REMB and loss drive the
-	// simulcast layer choice.
+	// The down side sends. Sender reports come from Peer.feedbackLoop,
+	// NACKs are answered from our own packet cache, and receivers' REMB
+	// and loss drive the simulcast layer choice (downTrack.readRTCP): no
+	// interceptor sits on the forwarding path.
 	downMedia := &webrtc.MediaEngine{}
 	if err := registerCodecs(downMedia, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB}}); err != nil {
 		return nil, err
 	}
 	downReg := &interceptor.Registry{}
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	downReg.Add(sr)
 	s.downAPI = webrtc.NewAPI(webrtc.WithMediaEngine(downMedia), webrtc.WithInterceptorRegistry(downReg), webrtc.WithSettingEngine(se))
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type upTrack struct {
 	kind      webrtc.RTPCodecType
 	codec     webrtc.RTPCodecCapability
 	ck        codecKind
+	twccID    uint8 // transport-wide sequence number extension id, 0 if none
 
 	mu     sync.Mutex // guards layers and ended
 	layers []*upLayer
@@ -47,14 +49,10 @@ type upLayer struct {
 	lastPLI  atomic.Int64  // unix nanoseconds of the last keyframe request
 	pliLater atomic.Bool   // a request is scheduled for when the interval has passed
 
-	// Loss accounting, owned by the layer's read loop.
-	windowStart     time.Time
-	windowBytes     uint64
-	baseSeq, maxSeq uint32 // extended sequence numbers
-	received        uint64
-	seqInit         bool
-	lost            atomic.Uint64 // expected minus received since start
-	receivedTotal   atomic.Uint64
+	lost          atomic.Uint64 // expected minus received since start
+	receivedTotal atomic.Uint64
+
+	rx reception // sequence numbers, jitter and lost packets, for feedback
 }
 
 func codecKindOf(mime string) codecKind {
@@ -75,6 +73,10 @@ func (t *upTrack) addLayer(remote *webrtc.TrackRemote) *upLayer {
 		return nil
 	}
 	l := &upLayer{index: len(t.layers), rid: remote.RID(), track: remote, ssrc: uint32(remote.SSRC())}
+	l.rx.clock = uint64(t.codec.ClockRate)
+	if l.rx.clock == 0 {
+		l.rx.clock = 90000
+	}
 	t.layers = append(t.layers, l)
 	t.mu.Unlock()
 	go t.readLoop(l)
@@ -170,22 +172,30 @@ func (t *upTrack) requestKeyframe(i int) {
 }
 
 // readLoop forwards layer l's packets to every receiver until the stream
-// ends. It reuses one buffer: the receivers copy what they keep.
+// ends. It reuses one buffer: the receivers copy what they keep. It
+// records what the publisher's feedback needs (arrival for TWCC, losses
+// for NACKs, jitter for reports) from the packet as it is, without
+// allocating.
 func (t *upTrack) readLoop(l *upLayer) {
 	defer t.end()
 	buf := make([]byte, 1500)
 	var info rtpInfo
-	l.windowStart = time.Now()
+	fb := t.publisher.feedback
 	for {
 		n, _, err := l.track.Read(buf)
 		if err != nil {
 			return
 		}
+		now := time.Now()
+		if t.twccID != 0 {
+			if ext := headerExtension(buf[:n], t.twccID); len(ext) >= 2 {
+				fb.record(l.ssrc, binary.BigEndian.Uint16(ext), now)
+			}
+		}
 		if !parseRTP(buf[:n], &info) {
 			continue
 		}
 		classify(t.ck, &info)
-		now := time.Now()
 		l.account(&info, n, now)
 		for _, d := range t.downList() {
 			d.forward(l.index, &info, now)
@@ -195,32 +205,12 @@ func (t *upTrack) readLoop(l *upLayer) {
 
 // account updates l's bitrate and loss figures for one packet.
 func (l *upLayer) account(info *rtpInfo, n int, now time.Time) {
-	l.windowBytes += uint64(n)
-	if el := now.Sub(l.windowStart); el >= time.Second {
-		l.bitrate.Store(l.windowBytes * 8 * uint64(time.Second) / uint64(el))
-		l.windowBytes, l.windowStart = 0, now
+	lost, received, bitrate, windowDone := l.rx.onPacket(info.seq, info.ts, n, now)
+	if windowDone {
+		l.bitrate.Store(bitrate)
 	}
-	seq := uint32(info.seq)
-	if !l.seqInit {
-		l.baseSeq, l.maxSeq, l.seqInit = seq, seq, true
-	} else {
-		// Extend the 16-bit sequence number with the cycle count.
-		cycles := l.maxSeq &^ 0xffff
-		ext := cycles | seq
-		if d := int16(info.seq - uint16(l.maxSeq)); d > 0 {
-			if uint16(l.maxSeq) > info.seq {
-				ext += 1 << 16
-			}
-			l.maxSeq = ext
-		}
-	}
-	l.received++
-	l.receivedTotal.Store(l.received)
-	if exp := uint64(l.maxSeq-l.baseSeq) + 1; exp > l.received {
-		l.lost.Store(exp - l.received)
-	} else {
-		l.lost.Store(0)
-	}
+	l.receivedTotal.Store(received)
+	l.lost.Store(lost)
 }
 
 // end stops forwarding t after its stream ended: every receiver drops
