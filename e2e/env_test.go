@@ -61,7 +61,8 @@ func chromiumPath(t *testing.T) string {
 type env struct {
 	t     *testing.T
 	srv   *server.Server
-	url   string // http://127.0.0.1:port
+	cfg   server.Config // the service's configuration (another node may share it)
+	url   string        // http://127.0.0.1:port
 	alloc context.Context
 }
 
@@ -75,6 +76,13 @@ func newEnv(t *testing.T) *env {
 
 // newEnvWith starts the service with its configuration changed by edit.
 func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
+	t.Helper()
+	return newEnvFlags(t, edit, nil)
+}
+
+// newEnvFlags starts the service with its configuration changed by edit,
+// and Chromium with extra command-line flags (name -> value).
+func newEnvFlags(t *testing.T, edit func(*server.Config), flags map[string]any) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -135,6 +143,9 @@ func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 		chromedp.Flag("lang", "fr-FR"),
 		chromedp.Flag("accept-lang", "fr-FR,fr"),
 	)
+	for name, value := range flags {
+		opts = append(opts, chromedp.Flag(name, value))
+	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	// Start the browser once, so that each person's context is a new
@@ -144,7 +155,7 @@ func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 	if err := chromedp.Do(root); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return &env{t: t, srv: srv, url: base, alloc: root}
+	return &env{t: t, srv: srv, cfg: cfg, url: base, alloc: root}
 }
 
 type lockedBuffer struct {

@@ -65,8 +65,11 @@ async function loadSessions() {
   $('#me-email').textContent = me.email;
   $('#me-role').textContent = t('role.' + me.role);
 
+  // The account's language is the one of its emails and text messages;
+  // the page then switches too.
   form('#lang-form', '#lang-msg', async (f) => {
     const lang = f.language.value;
+    await api('/me', { method: 'PATCH', body: { language: lang } });
     location.assign('/lang?lang=' + encodeURIComponent(lang) + '&next=' + encodeURIComponent('/account'));
   });
 

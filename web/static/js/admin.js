@@ -3,7 +3,7 @@
 // whose API route the server does not serve stays hidden.
 
 import { api, list, session, ApiError } from './api.js';
-import { t, fmtDateTime, fmtMoney } from './i18n.js';
+import { t, fmtDateTime, fmtMoney, specialtyName } from './i18n.js';
 import { fillSpecialties } from './specialties.js';
 import { $, el, show, busy } from './ui.js';
 
@@ -39,6 +39,16 @@ function retryButton(m) {
 }
 
 async function tables() {
+  const practitioners = await fetchOrNull('/admin/practitioners');
+  if (practitioners) {
+    $('#practitioners').hidden = false;
+    rows($('#practitioners-rows'), list(practitioners, 'practitioners'), (p) => [p.name, p.email, specialtyName(p.specialty), p.rpps, `${p.postcode} ${p.city}`, when(p.created_at)]);
+  }
+  const pharmacies = await fetchOrNull('/admin/pharmacies');
+  if (pharmacies) {
+    $('#pharmacies').hidden = false;
+    rows($('#pharmacies-rows'), list(pharmacies, 'pharmacies'), (p) => [p.name, p.address, p.postcode, p.city, p.phone]);
+  }
   const outbox = await fetchOrNull('/admin/outbox');
   if (outbox) {
     $('#outbox').hidden = false;
@@ -53,20 +63,38 @@ async function tables() {
   const hooks = await fetchOrNull('/admin/webhooks?status=failed');
   if (hooks) {
     $('#webhooks').hidden = false;
-    rows($('#webhooks-rows'), list(hooks, 'webhooks'), (w) => [when(w.received_at || w.created_at), w.event_id || w.id, w.type, w.status, w.last_error || w.error]);
+    rows($('#webhooks-rows'), list(hooks, 'webhooks'), (w) => [when(w.last_failed_at), w.event_id, w.type, String(w.attempts), w.reason]);
   }
+}
+
+// markInvalid flags the fields the server refused (its message reads
+// "rpps: ...; postcode: ...") and says, in the page's language, what each
+// needs. It returns the message to show.
+function markInvalid(f, err) {
+  if (!(err instanceof ApiError) || err.code !== 'invalid_fields') return err.message;
+  const names = (err.serverMessage || '').split('; ').map((part) => part.split(':')[0].trim()).filter((n) => f[n]);
+  for (const n of names) f[n].setAttribute('aria-invalid', 'true');
+  if (names.length) f[names[0]].focus();
+  return t('admin.invalid') + ' ' + names.map((n) => t('admin.invalid.' + n)).join(' ');
 }
 
 function creator(formSel, msgSel, path, fields) {
   const f = $(formSel);
   f.addEventListener('submit', (ev) => {
     ev.preventDefault();
+    for (const input of f.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
     busy(f.querySelector('button[type=submit]'), $(msgSel), async () => {
       const body = Object.fromEntries(fields.map((k) => [k, f[k].value.trim()]));
       if (body.password !== undefined) body.password = f.password.value;
-      await api(path, { method: 'POST', body });
+      let created;
+      try {
+        created = await api(path, { method: 'POST', body });
+      } catch (e) {
+        throw new Error(markInvalid(f, e));
+      }
       f.reset();
-      show($(msgSel), 'ok', t('admin.created.ok'));
+      show($(msgSel), 'ok', t('admin.created.ok') + ' ' + (created.name || ''));
+      await tables();
     });
   });
 }
@@ -75,7 +103,7 @@ function creator(formSel, msgSel, path, fields) {
   await session(['admin']);
   if (await served('/admin/practitioners')) {
     $('#new-practitioner').hidden = false;
-    fillSpecialties($('#p-specialty'));
+    await fillSpecialties($('#p-specialty'));
     creator('#practitioner-form', '#practitioner-msg', '/admin/practitioners', ['name', 'email', 'password', 'specialty', 'rpps', 'address', 'postcode', 'city']);
   }
   if (await served('/admin/pharmacies')) {

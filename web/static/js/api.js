@@ -14,12 +14,16 @@ function message(code, serverMessage, fallback) {
   return serverMessage || fallback;
 }
 
-/** ApiError is a failed API call, with the server's message. */
+/**
+ * ApiError is a failed API call: message in the page's language, and the
+ * server's own words in serverMessage (they may name fields).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, serverMessage = '') {
     super(message);
     this.status = status;
     this.code = code;
+    this.serverMessage = serverMessage;
   }
 }
 
@@ -43,7 +47,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     const e = data && data.error;
     const fallback = res.status === 404 ? t('error.notfound') : t('error.generic');
     const code = (e && e.code) || 'http_' + res.status;
-    throw new ApiError(res.status, code, message(code, e && e.message, fallback));
+    throw new ApiError(res.status, code, message(code, e && e.message, fallback), (e && e.message) || '');
   }
   return data;
 }
@@ -100,7 +104,26 @@ export async function optionalSession() {
   }
 }
 
+// bindLanguageLinks makes the header's language switch also the signed-in
+// account's language, so that its emails and text messages follow.
+function bindLanguageLinks() {
+  for (const a of document.querySelectorAll('.langs a[hreflang]')) {
+    if (a.dataset.bound) continue;
+    a.dataset.bound = '1';
+    a.addEventListener('click', async (ev) => {
+      ev.preventDefault();
+      try {
+        await api('/me', { method: 'PATCH', body: { language: a.hreflang } });
+      } catch {
+        // The page's language changes all the same.
+      }
+      location.assign(a.href);
+    });
+  }
+}
+
 function showMenu(me) {
+  bindLanguageLinks();
   for (const li of document.querySelectorAll('.nav [data-role]')) {
     const role = li.dataset.role;
     li.hidden = !(role === me.role || role === 'any');

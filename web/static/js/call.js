@@ -19,11 +19,15 @@
 //   room          the appointment id this page means to join (optional; a token for another room is then refused)
 //   iceServers    RTCIceServer[] (the join endpoint's ice_servers)
 //   simulcast     send the camera in three layers (default false)
+//   rejoin        async () => the join endpoint's answer ({token, signaling_url, ice_servers}), called when
+//                 the socket cannot be resumed (its node is gone): the call then joins where that answer
+//                 says, with a new token and fresh peer connections, publishing the same tracks
 //
 // Methods (all safe to call in any state; they return promises where they wait):
 //   connect()           open the socket and handshake; resolves with the welcome message
 //   publish(stream)     publish a camera/microphone MediaStream
 //   shareScreen(stream) publish a screen MediaStream (a second video track); stopScreen() withdraws it
+//   replaceTrack(track) send track instead of the camera's track of its kind (switch camera), without renegotiation
 //   admit(participant)  practitioner: let a waiting participant in
 //   invite(name)        practitioner: resolves with {token, expires} for a one-time guest link
 //   end()               practitioner: end the consultation for everyone
@@ -46,8 +50,9 @@
 //   stats         {stats}: per-participant quality (practitioner only, every 2 s)
 //   left          {participant, name, role}
 //   ended         {participant, name, role}: the consultation is over
-//   reconnecting  {attempt}: the socket dropped, we are reconnecting (media continues meanwhile)
-//   reconnected   {resumed}
+//   reconnecting  {attempt, rejoin}: the socket dropped, we are reconnecting (media continues meanwhile);
+//                 rejoin is true once we ask the join endpoint for a new place (the media restarts)
+//   reconnected   {resumed, rejoined}
 //   error         {code, message}: a request was refused, or a fatal close ({code, reason, fatal: true})
 //   closed        {code, reason}: the call is over for this client
 
@@ -55,15 +60,27 @@ const PROTOCOL_VERSION = 1;
 // Close codes after which reconnecting cannot help (see PROTOCOL.md).
 const FINAL_CLOSE = new Set([1000, 1009, 4400, 4401, 4403, 4409, 4410]);
 const RESUME_WINDOW_MS = 30000;
+// A dropped socket is reopened every RETRY_MS. When it cannot be resumed
+// within REJOIN_AFTER_MS (its node is gone, or does not know us), a call
+// with a rejoin function asks for a new place: a room whose node died is
+// placed on a live one, and the page should be back within 10 s.
+const RETRY_MS = 500;
+const REJOIN_AFTER_MS = 2000;
+// Closes after which the server will not take us back on that socket's
+// node: 1001, it is stopping; 4401, our token expired.
+const REJOIN_CLOSE = new Set([1001, 4401]);
 
 export class Call extends EventTarget {
-  constructor({ signalingUrl, token, room = "", iceServers = [], simulcast = false }) {
+  constructor({ signalingUrl, token, room = "", iceServers = [], simulcast = false, rejoin = null }) {
     super();
     this.url = new URL(signalingUrl, location.href.replace(/^http/, "ws")).href;
     this.token = token;
     this.room = room;
     this.iceServers = iceServers;
     this.simulcast = simulcast;
+    this._rejoinFn = rejoin;
+    this._dropAt = 0; // when the socket dropped, until welcomed again
+    this._rejoinTimer = 0;
     this.participant = "";
     this.name = "";
     this.role = "";
@@ -117,6 +134,24 @@ export class Call extends EventTarget {
     }
     this._published = kept;
     await this._offerUp(false);
+  }
+
+  // replaceTrack sends track in place of the published camera track of
+  // the same kind (e.g. the back camera instead of the front one). The
+  // sender keeps its place in the session: no renegotiation. The caller
+  // stops the old track and updates its stream.
+  async replaceTrack(track) {
+    for (const p of this._published) {
+      if (p.label !== "camera") continue;
+      for (const tr of this._up.getTransceivers()) {
+        const cur = tr.sender.track;
+        if (cur && cur.kind === track.kind && p.stream.getTracks().includes(cur)) {
+          await tr.sender.replaceTrack(track);
+          return;
+        }
+      }
+    }
+    throw new Error("no published " + track.kind + " track to replace");
   }
 
   admit(participant) {
@@ -255,6 +290,11 @@ export class Call extends EventTarget {
     ws.onclose = (e) => {
       if (ws !== this._ws || this._closed) return;
       this._ws = null;
+      if (this._everWelcomed && this._rejoinFn && REJOIN_CLOSE.has(e.code)) {
+        this._dropAt = this._dropAt || Date.now();
+        this._rejoin();
+        return;
+      }
       if (!this._everWelcomed || FINAL_CLOSE.has(e.code)) {
         if (this._onRefused) this._onRefused(Object.assign(new Error(e.reason || "refused"), { code: e.code }));
         this._onRefused = null;
@@ -266,19 +306,67 @@ export class Call extends EventTarget {
     };
   }
 
-  // _reconnect opens a new socket after a drop, backing off, for as long
-  // as the server may still hold our session.
+  // _reconnect opens a new socket after a drop, every RETRY_MS, for as
+  // long as the server may still hold our session. With a rejoin
+  // function, a socket not resumed within REJOIN_AFTER_MS gives way to a
+  // new join (the watchdog also covers a socket that hangs connecting).
   _reconnect() {
-    if (this._closed) return;
+    if (this._closed || this._rejoining) return;
     this._attempt = (this._attempt || 0) + 1;
-    if (this._attempt === 1) this._reconnectStart = Date.now();
-    if (Date.now() - this._reconnectStart > RESUME_WINDOW_MS) {
+    if (!this._dropAt) {
+      this._dropAt = Date.now();
+      if (this._rejoinFn) this._rejoinTimer = setTimeout(() => this._rejoin(), REJOIN_AFTER_MS);
+    }
+    const away = Date.now() - this._dropAt;
+    if (away > RESUME_WINDOW_MS) {
       this._finish(4408, "could not reconnect");
       return;
     }
-    this._emit("reconnecting", { attempt: this._attempt });
-    const delay = Math.min(250 * 2 ** (this._attempt - 1), 4000);
-    setTimeout(() => this._open(), delay);
+    if (this._rejoinFn && away >= REJOIN_AFTER_MS) {
+      setTimeout(() => this._rejoin(), RETRY_MS);
+      return;
+    }
+    this._emit("reconnecting", { attempt: this._attempt, rejoin: false });
+    setTimeout(() => {
+      if (!this._closed && !this._rejoining && !this._ws) this._open();
+    }, this._rejoinFn ? RETRY_MS : Math.min(250 * 2 ** (this._attempt - 1), 4000));
+  }
+
+  // _rejoin asks the join endpoint where the room lives now and joins
+  // there with its new token. Without a resume secret the server welcomes
+  // us afresh (resumed: false), and _welcome then starts new peer
+  // connections carrying the same published tracks.
+  async _rejoin() {
+    if (this._closed || this._rejoining || !this._dropAt) return;
+    this._rejoining = true;
+    clearTimeout(this._rejoinTimer);
+    this._emit("reconnecting", { attempt: this._attempt || 1, rejoin: true });
+    // Forget the socket to the lost node, even if it still hangs connecting.
+    const old = this._ws;
+    this._ws = null;
+    if (old) {
+      old.onclose = old.onmessage = null;
+      old.close();
+    }
+    try {
+      const info = await this._rejoinFn();
+      if (this._closed) return;
+      this.url = new URL(info.signaling_url, location.href.replace(/^http/, "ws")).href;
+      this.token = info.token;
+      if (info.ice_servers) this.iceServers = info.ice_servers;
+      this._resume = "";
+      this._rejoined = true;
+      this._rejoining = false;
+      this._open();
+    } catch (err) {
+      this._rejoining = false;
+      if (err && err.fatal) {
+        this._emit("error", { code: err.code || "rejoin_refused", reason: err.message, fatal: true });
+        this._finish(4410, err.message || "refused");
+        return;
+      }
+      this._reconnect();
+    }
   }
 
   _send(m) {
@@ -369,7 +457,11 @@ export class Call extends EventTarget {
 
   async _welcome(m) {
     const resuming = this._everWelcomed;
+    const rejoined = !!this._rejoined;
+    this._rejoined = false;
     this._attempt = 0;
+    this._dropAt = 0;
+    clearTimeout(this._rejoinTimer);
     this._everWelcomed = true;
     this.participant = m.participant;
     this.name = m.name;
@@ -391,7 +483,7 @@ export class Call extends EventTarget {
       this._upBusy = false;
       await this._offerUp(false);
     }
-    if (resuming) this._emit("reconnected", { resumed: !!m.resumed });
+    if (resuming) this._emit("reconnected", { resumed: !!m.resumed, rejoined });
     this._emit("welcome", m);
     if (this._onWelcome) this._onWelcome(m);
     this._onWelcome = null;
@@ -401,6 +493,7 @@ export class Call extends EventTarget {
   _finish(code, reason) {
     if (this._closed) return;
     this._closed = true;
+    clearTimeout(this._rejoinTimer);
     if (this._ws) this._ws.close(1000);
     this._ws = null;
     this._up.close();

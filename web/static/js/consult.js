@@ -6,7 +6,7 @@
 // messages when the network is bad or the other side dropped, and for the
 // practitioner a prescription written, previewed and signed in the page.
 
-import { api, session } from './api.js';
+import { api, session, ApiError } from './api.js';
 import { t, fmtDateTime, fmtTime } from './i18n.js';
 import { $, el, show, busy, pageID, icon } from './ui.js';
 import { getMedia, listDevices, levelMeter } from './devices.js';
@@ -172,11 +172,29 @@ function ended(text) {
   $('#back').href = me.role === 'practitioner' ? '/pro/appointments/' + encodeURIComponent(id) : '/prescriptions';
 }
 
+// join asks the server for a place in the call: a token and the
+// signalling URL of the node the room lives on.
+function join() {
+  return api('/appointments/' + encodeURIComponent(id) + '/join', { method: 'POST' });
+}
+
+// rejoin is join when the call lost its node: the room is placed on a
+// live node. A refusal (the consultation ended, the session expired) ends
+// the call; a network error or a busy server is tried again by call.js.
+async function rejoin() {
+  try {
+    return await join();
+  } catch (e) {
+    if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) e.fatal = true;
+    throw e;
+  }
+}
+
 async function enter() {
-  const info = await api('/appointments/' + encodeURIComponent(id) + '/join', { method: 'POST' });
+  const info = await join();
   const { Call } = await import('./call.js');
   // Naming the room makes the server refuse a token for any other one.
-  call = new Call({ signalingUrl: info.signaling_url, token: info.token, room: id, iceServers: info.ice_servers || [] });
+  call = new Call({ signalingUrl: info.signaling_url, token: info.token, room: id, iceServers: info.ice_servers || [], rejoin });
   bindCall(call);
   const practitioner = me.role === 'practitioner';
   overlay(t('consult.connecting'));
@@ -248,8 +266,24 @@ function bindCall(c) {
   on('chat', chatLine);
   on('file', fileLine);
   on('stats', (d) => { lastServerStats = d.stats; renderStats(lastServerStats, lastLocal); });
-  on('reconnecting', () => { $('#net').dataset.reconnecting = '1'; netWarning(t('consult.reconnecting')); });
-  on('reconnected', () => { delete $('#net').dataset.reconnecting; netWarning(''); });
+  on('reconnecting', (d) => {
+    $('#net').dataset.reconnecting = '1';
+    netWarning(t('consult.reconnecting'));
+    // A new join restarts the media: the picture comes back with it.
+    if (d.rejoin) overlay(t('consult.reconnecting'));
+  });
+  on('reconnected', (d) => {
+    delete $('#net').dataset.reconnecting;
+    netWarning('');
+    if (d.rejoined) {
+      // New peer connections count their frames from zero.
+      watch = { lost: 0, received: 0, frames: 0, stalled: 0 };
+      $('#remote').srcObject = null;
+      remoteParticipant = '';
+      if (c.state === 'waiting') overlay(t('consult.waiting'));
+      else overlay(t('consult.waitpeer'));
+    }
+  });
   on('ended', () => ended());
   on('error', (d) => {
     if (d.fatal && d.code !== 1000) show($('#msg'), 'error', t('consult.closed') + (d.reason ? ' (' + d.reason + ')' : ''));
@@ -303,18 +337,31 @@ $('#camoff').addEventListener('click', (ev) => toggle(ev.currentTarget, 'video',
 
 // Switch camera (phones: front and back): open the next camera and hand
 // its track to the call in place of the current one.
-$('#flip').addEventListener('click', async () => {
+// The button stays enabled (and focused) meanwhile: a second press while
+// a camera opens is ignored.
+let flipping = false;
+$('#flip').addEventListener('click', () => {
+  if (flipping || !call) return;
+  flipping = true;
+  busy(null, $('#msg'), flipCamera).finally(() => { flipping = false; });
+});
+
+async function flipCamera() {
   const { cameras } = await listDevices();
   const current = stream.getVideoTracks()[0];
   const idx = cameras.findIndex((c) => current && c.deviceId === current.getSettings().deviceId);
   const next = cameras[(idx + 1) % cameras.length];
   const fresh = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId } } });
   const track = fresh.getVideoTracks()[0];
+  // Keep "camera off" as it was.
+  if (current) track.enabled = current.enabled;
   await call.replaceTrack(track);
   if (current) { stream.removeTrack(current); current.stop(); }
   stream.addTrack(track);
+  $('#self').srcObject = stream;
   $('#camera').value = next.deviceId;
-});
+  $('#flip').dataset.camera = next.label || next.deviceId;
+}
 
 $('#share').addEventListener('click', async (ev) => {
   const b = ev.currentTarget;
