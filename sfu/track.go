@@ -180,26 +180,30 @@ func (t *upTrack) readLoop(l *upLayer) {
 	defer t.end()
 	buf := make([]byte, 1500)
 	var info rtpInfo
-	fb := t.publisher.feedback
 	for {
 		n, _, err := l.track.Read(buf)
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		if t.twccID != 0 {
-			if ext := headerExtension(buf[:n], t.twccID); len(ext) >= 2 {
-				fb.record(l.ssrc, binary.BigEndian.Uint16(ext), now)
-			}
+		t.handle(l, buf[:n], &info, time.Now())
+	}
+}
+
+// handle accounts for packet b of layer l and forwards it to every
+// receiver. It does not allocate.
+func (t *upTrack) handle(l *upLayer, b []byte, info *rtpInfo, now time.Time) {
+	if t.twccID != 0 {
+		if ext := headerExtension(b, t.twccID); len(ext) >= 2 {
+			t.publisher.feedback.record(l.ssrc, binary.BigEndian.Uint16(ext), now)
 		}
-		if !parseRTP(buf[:n], &info) {
-			continue
-		}
-		classify(t.ck, &info)
-		l.account(&info, n, now)
-		for _, d := range t.downList() {
-			d.forward(l.index, &info, now)
-		}
+	}
+	if !parseRTP(b, info) {
+		return
+	}
+	classify(t.ck, info)
+	l.account(info, len(b), now)
+	for _, d := range t.downList() {
+		d.forward(l.index, info, now)
 	}
 }
 
