@@ -113,6 +113,20 @@ func serveSFU() {
 			return
 		}
 		cpuFile = f
+		// The allocations so far: the base that the window's allocations
+		// are told apart from (pprof -diff_base).
+		if path := r.URL.Query().Get("allocs"); path != "" {
+			af, err := os.Create(path)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			defer af.Close()
+			runtime.GC() // the profile shows allocations up to the last GC
+			if err := pprof.Lookup("allocs").WriteTo(af, 0); err != nil {
+				http.Error(w, err.Error(), 500)
+			}
+		}
 	})
 	mux.HandleFunc("POST /bench/profile/stop", func(w http.ResponseWriter, r *http.Request) {
 		profMu.Lock()
@@ -129,6 +143,7 @@ func serveSFU() {
 				return
 			}
 			defer f.Close()
+			runtime.GC() // the profile shows allocations up to the last GC
 			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
 				http.Error(w, err.Error(), 500)
 			}
@@ -389,7 +404,7 @@ func runLevel(ctx context.Context, c *sfuChild, rooms int, window time.Duration,
 		p.pat.ResetLatencies()
 	}
 	if profile != "" {
-		if err := c.post("/bench/profile/start?cpu=" + profile + "-cpu.pprof"); err != nil {
+		if err := c.post("/bench/profile/start?cpu=" + profile + "-cpu.pprof&allocs=" + profile + "-allocs-base.pprof"); err != nil {
 			return r, err
 		}
 	}
@@ -552,6 +567,19 @@ func runSFU(ctx context.Context, o options, rep *Report) error {
 	if o.Quick {
 		headline = levels[len(levels)-1]
 	}
+	// BENCH_SFU_ROOMS="25" (or "10,25") measures only these levels, the
+	// last one profiled: a quick loop while tuning the SFU.
+	if v := os.Getenv("BENCH_SFU_ROOMS"); v != "" {
+		levels = levels[:0:0]
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("BENCH_SFU_ROOMS: bad room count %q", f)
+			}
+			levels = append(levels, n)
+		}
+		headline = levels[len(levels)-1]
+	}
 	child, err := startSFUChild(ctx)
 	if err != nil {
 		rep.section("SFU (video forwarding)", "Not measured: "+err.Error()+"\n")
@@ -583,6 +611,7 @@ func runSFU(ctx context.Context, o options, rep *Report) error {
 		if profile != "" {
 			rep.Profiles[filepath.Base(profile)+"-cpu.pprof"] = fmt.Sprintf("SFU process CPU during the %d-room measurement window", rooms)
 			rep.Profiles[filepath.Base(profile)+"-allocs.pprof"] = "SFU process allocations since its start (use -sample_index=alloc_objects)"
+			rep.Profiles[filepath.Base(profile)+"-allocs-base.pprof"] = "SFU process allocations up to the window's start (-diff_base for the window's own)"
 		}
 		return nil
 	}
@@ -789,7 +818,8 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	if o.Profile {
 		prefix := filepath.Join(o.Out, fmt.Sprintf("sfu-%drooms", headline))
 		fmt.Fprintf(&b, "Where the SFU's CPU goes during the %d-room window (`go tool pprof -top %s-cpu.pprof`):\n\n```\n%s```\n\n", headline, prefix, pprofTop(prefix+"-cpu.pprof", ""))
-		fmt.Fprintf(&b, "Where it allocates (`go tool pprof -top -sample_index=alloc_objects %s-allocs.pprof`, whole life of the process):\n\n```\n%s```\n\n", prefix, pprofTop(prefix+"-allocs.pprof", "alloc_objects"))
+		fmt.Fprintf(&b, "Where it allocates during the window (`go tool pprof -top -sample_index=alloc_objects -diff_base %s-allocs-base.pprof %s-allocs.pprof`; "+
+			"sampled every 512 KiB allocated unless the child runs with GODEBUG=memprofilerate=1):\n\n```\n%s```\n\n", prefix, prefix, pprofTop(prefix+"-allocs.pprof", "alloc_objects", "-diff_base="+prefix+"-allocs-base.pprof"))
 	} else {
 		b.WriteString("Run `make bench PROFILE=1` for the SFU's CPU and allocation profiles (they show what limits a missed target).\n\n")
 	}
@@ -812,8 +842,8 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 
 // pprofTop runs `go tool pprof -top` on a profile and returns its first
 // lines; a sampleIndex ending in " -cum" sorts by cumulative cost.
-func pprofTop(path, sampleIndex string) string {
-	args := []string{"tool", "pprof", "-top", "-nodecount=15"}
+func pprofTop(path, sampleIndex string, extra ...string) string {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=15"}, extra...)
 	if s, ok := strings.CutSuffix(sampleIndex, " -cum"); ok {
 		sampleIndex = s
 		args = append(args, "-cum")
