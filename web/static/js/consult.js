@@ -124,9 +124,13 @@ const BAD_LOSS = 0.08; // share of packets lost over the last interval
 const BAD_RTT = 0.5; // seconds
 const STALL_ROUNDS = 3; // intervals without a new frame
 let watch = { lost: 0, received: 0, frames: 0, stalled: 0 };
+// watchGen changes when the call re-joins with new peer connections: a
+// round that began before reads the old ones and is dropped.
+let watchGen = 0;
 
 async function watchQuality() {
   if (!call || callClosed) return;
+  const gen = watchGen;
   let lost = 0, received = 0, frames = 0, rtt, width = 0, height = 0, fps = 0;
   try {
     const { up, down } = await call.getStats();
@@ -142,6 +146,7 @@ async function watchQuality() {
   } catch {
     return;
   }
+  if (gen !== watchGen) return;
   const dLost = lost - watch.lost;
   const dReceived = received - watch.received;
   const loss = dLost + dReceived > 0 ? dLost / (dLost + dReceived) : 0;
@@ -278,6 +283,7 @@ function bindCall(c) {
     if (d.rejoined) {
       // New peer connections count their frames from zero.
       watch = { lost: 0, received: 0, frames: 0, stalled: 0 };
+      watchGen++;
       $('#remote').srcObject = null;
       remoteParticipant = '';
       if (c.state === 'waiting') overlay(t('consult.waiting'));
