@@ -1,13 +1,19 @@
 // Package audit records every access to health data, and every refused
 // access, in an append-only, hash-chained log.
 //
-// Each row's hash is SHA-256 over the previous row's hash and the row's
-// own fields, so changing, removing or reordering a row breaks the chain
-// from there on; Verify walks it. The database refuses UPDATE, DELETE and
-// TRUNCATE on the table (a trigger), whoever asks.
+// Record inserts an entry in the caller's transaction, without any lock,
+// so it commits or rolls back with the action it records. A sealer (Seal,
+// run by RunSealer on every node, one at a time across the cluster) then
+// gives committed entries their place in the chain: a sequence number and
+// a hash, SHA-256 over the previous entry's hash and the entry's own
+// fields, so changing, removing or reordering a sealed entry breaks the
+// chain from there on; Verify walks it. The database refuses DELETE,
+// TRUNCATE and any UPDATE but the sealing of an unsealed row (triggers),
+// whoever asks.
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -25,10 +31,6 @@ const (
 	OK     = "ok"
 	Denied = "denied"
 )
-
-// lockID orders writers of the chain; held until the caller's commit, so
-// Record should be the last statement of its transaction.
-const lockID = 7215_0002
 
 // ErrBroken is returned by Verify when the chain does not verify.
 var ErrBroken = problem.New(problem.Internal, "audit_broken", "the audit log has been tampered with")
@@ -54,9 +56,11 @@ type Entry struct {
 	Detail     string // never health data
 }
 
-// Row is a stored entry as read back.
+// Row is a stored entry as read back. Seq, PrevHash and Hash are nil until
+// the entry is sealed.
 type Row struct {
-	Seq        int64     `db:"seq"`
+	ID         int64     `db:"id"`
+	Seq        *int64    `db:"seq"`
 	At         time.Time `db:"at"`
 	ActorID    *string   `db:"actor_id"`
 	ActorRole  string    `db:"actor_role"`
@@ -78,11 +82,12 @@ func deref(s *string) string {
 	return *s
 }
 
-func hashRow(r *Row) []byte {
+// hashRow is the chain hash of r sealed as number seq after prev.
+func hashRow(r *Row, prev []byte, seq int64) []byte {
 	h := sha256.New()
-	h.Write(r.PrevHash)
+	h.Write(prev)
 	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(r.Seq))
+	binary.BigEndian.PutUint64(n[:], uint64(seq))
 	h.Write(n[:])
 	binary.BigEndian.PutUint64(n[:], uint64(r.At.UnixMicro()))
 	h.Write(n[:])
@@ -101,79 +106,75 @@ func nilIfEmpty(s string) *string {
 	return &s
 }
 
-// Record appends e to the log within q's transaction (or its own one when
-// q is a pool).
+// Record adds e to the log within q's transaction (or on its own when q
+// is a pool), so that the entry commits or rolls back with the action it
+// records. It takes no lock: the entry is sealed into the chain later, by
+// Seal, once committed.
 func Record(ctx context.Context, q store.Q, e Entry) error {
-	b, ok := q.(interface {
-		Begin(context.Context) (pgx.Tx, error)
-	})
-	if !ok {
-		return fmt.Errorf("audit: record needs a pool or a transaction")
-	}
 	if e.Outcome == "" {
 		e.Outcome = OK
 	}
-	return pgx.BeginFunc(ctx, b, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID); err != nil {
-			return fmt.Errorf("audit: lock: %w", err)
-		}
-		r := Row{
-			At: time.Now().UTC().Truncate(time.Microsecond), ActorID: nilIfEmpty(e.Actor.ID), ActorRole: e.Actor.Role,
-			Action: e.Action, ObjectType: e.ObjectType, ObjectID: e.ObjectID, SubjectID: nilIfEmpty(e.SubjectID),
-			Outcome: e.Outcome, IP: e.Actor.IP, Detail: e.Detail,
-		}
-		err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&r.Seq, &r.PrevHash)
-		if err == pgx.ErrNoRows {
-			r.Seq, r.PrevHash = 0, make([]byte, sha256.Size)
-		} else if err != nil {
-			return fmt.Errorf("audit: read chain head: %w", err)
-		}
-		r.Seq++
-		r.Hash = hashRow(&r)
-		_, err = tx.Exec(ctx, `INSERT INTO audit_log (seq, at, actor_id, actor_role, action, object_type, object_id, subject_id, outcome, ip, detail, prev_hash, hash)
-			VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8::uuid, $9, $10, $11, $12, $13)`,
-			r.Seq, r.At, r.ActorID, r.ActorRole, r.Action, r.ObjectType, r.ObjectID, r.SubjectID, r.Outcome, r.IP, r.Detail, r.PrevHash, r.Hash)
-		if err != nil {
-			return fmt.Errorf("audit: append: %w", err)
-		}
-		return nil
-	})
+	_, err := q.Exec(ctx, `INSERT INTO audit_log (at, actor_id, actor_role, action, object_type, object_id, subject_id, outcome, ip, detail)
+		VALUES ($1, $2::uuid, $3, $4, $5, $6, $7::uuid, $8, $9, $10)`,
+		time.Now().UTC().Truncate(time.Microsecond), nilIfEmpty(e.Actor.ID), e.Actor.Role, e.Action, e.ObjectType, e.ObjectID,
+		nilIfEmpty(e.SubjectID), e.Outcome, e.Actor.IP, e.Detail)
+	if err != nil {
+		return fmt.Errorf("audit: record: %w", err)
+	}
+	return nil
 }
 
-// Verify walks the whole chain and returns the number of rows checked, or
-// ErrBroken naming the first row that does not verify.
-func Verify(ctx context.Context, q store.Q) (int, error) {
-	rows, err := q.Query(ctx, `SELECT seq, at, actor_id::text, actor_role, action, object_type, object_id, subject_id::text, outcome, ip, detail, prev_hash, hash FROM audit_log ORDER BY seq`)
+// Report is what Verify found: sealed entries whose chain verifies, and
+// committed entries still waiting for the sealer.
+type Report struct {
+	Sealed   int
+	Unsealed int
+}
+
+// Verify walks the whole sealed chain and counts the entries waiting to be
+// sealed. It returns ErrBroken naming the first row that does not verify,
+// with the report of the rows checked before it.
+func Verify(ctx context.Context, q store.Q) (Report, error) {
+	var rep Report
+	rows, err := q.Query(ctx, `SELECT seq, at, actor_id::text, actor_role, action, object_type, object_id, subject_id::text, outcome, ip, detail, prev_hash, hash
+		FROM audit_log WHERE seq IS NOT NULL ORDER BY seq`)
 	if err != nil {
-		return 0, fmt.Errorf("audit: verify: %w", err)
+		return rep, fmt.Errorf("audit: verify: %w", err)
 	}
 	defer rows.Close()
 	prev := make([]byte, sha256.Size)
-	var n int
 	var expectSeq int64 = 1
 	for rows.Next() {
 		var r Row
-		if err := rows.Scan(&r.Seq, &r.At, &r.ActorID, &r.ActorRole, &r.Action, &r.ObjectType, &r.ObjectID, &r.SubjectID, &r.Outcome, &r.IP, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
-			return n, err
+		var seq int64
+		if err := rows.Scan(&seq, &r.At, &r.ActorID, &r.ActorRole, &r.Action, &r.ObjectType, &r.ObjectID, &r.SubjectID, &r.Outcome, &r.IP, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
+			return rep, fmt.Errorf("audit: verify: %w", err)
 		}
-		if r.Seq != expectSeq {
-			return n, ErrBroken.Withf("audit log broken at row %d: row %d is missing", r.Seq, expectSeq)
+		r.Seq = &seq
+		if seq != expectSeq {
+			return rep, ErrBroken.Withf("audit log broken at row %d: row %d is missing", seq, expectSeq)
 		}
-		if string(r.PrevHash) != string(prev) || string(hashRow(&r)) != string(r.Hash) {
-			return n, ErrBroken.Withf("audit log broken at row %d", r.Seq)
+		if !bytes.Equal(r.PrevHash, prev) || !bytes.Equal(hashRow(&r, r.PrevHash, seq), r.Hash) {
+			return rep, ErrBroken.Withf("audit log broken at row %d", seq)
 		}
 		prev = r.Hash
 		expectSeq++
-		n++
+		rep.Sealed++
 	}
-	return n, rows.Err()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit: verify: %w", err)
+	}
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE seq IS NULL`).Scan(&rep.Unsealed); err != nil {
+		return rep, fmt.Errorf("audit: verify: count unsealed: %w", err)
+	}
+	return rep, nil
 }
 
 // ForSubject returns the accesses to a patient's data, newest first: the
 // "who saw my data" page.
 func ForSubject(ctx context.Context, q store.Q, subjectID string, limit int) ([]Row, error) {
-	rows, err := q.Query(ctx, `SELECT seq, at, actor_id::text, actor_role, action, object_type, object_id, subject_id::text, outcome, ip, detail, prev_hash, hash
-		FROM audit_log WHERE subject_id = $1 ORDER BY seq DESC LIMIT $2`, subjectID, limit)
+	rows, err := q.Query(ctx, `SELECT id, seq, at, actor_id::text, actor_role, action, object_type, object_id, subject_id::text, outcome, ip, detail, prev_hash, hash
+		FROM audit_log WHERE subject_id = $1 ORDER BY id DESC LIMIT $2`, subjectID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: for subject: %w", err)
 	}

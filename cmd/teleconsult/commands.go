@@ -154,10 +154,15 @@ func runAudit(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	n, err := audit.Verify(ctx, db.Pool)
-	if err != nil {
-		return fmt.Errorf("%w (after %d good rows)", err, n)
+	// Seal what is committed first, so that the chain checked is as long
+	// as it can be; a node's sealer running now leaves the rest unsealed.
+	if _, err := audit.Seal(ctx, db.Pool); err != nil {
+		return err
 	}
-	fmt.Fprintf(os.Stdout, "audit log verified: %d rows, chain intact\n", n)
+	rep, err := audit.Verify(ctx, db.Pool)
+	if err != nil {
+		return fmt.Errorf("%w (after %d good rows)", err, rep.Sealed)
+	}
+	fmt.Fprintf(os.Stdout, "audit log verified: %d rows sealed, chain intact; %d waiting to be sealed\n", rep.Sealed, rep.Unsealed)
 	return nil
 }
