@@ -790,7 +790,8 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	b.WriteString("- *CPU per stream-second*: the SFU process's user+system CPU over the window divided by (2 forwarded cameras per consult x window seconds); each stream carries its audio too.\n")
 	b.WriteString("- *Delivery*: packets received over packets sent by the other side during the window (video and audio); above 1 when packets queued before the window (a saturated machine) arrive during it. *Added latency*: send-to-receive time of every packet on loopback (no jitter buffer).\n")
 	b.WriteString("- *Join*: from the socket opening to the first video packet from the other side. *Memory per room*: growth of the SFU's live Go heap and stacks (after a GC) under load over idle, divided by rooms (the idle figure may still hold memory of the previous level, so the summary uses the slope of live memory across levels).\n")
-	b.WriteString("- *Allocations per packet*: the SFU process's heap allocations (Pion's SRTP, interceptors and ICE as well as ours, signalling included) during the window over packets forwarded.\n")
+	b.WriteString("- *Allocations per packet*: the SFU process's heap allocations (Pion's SRTP, ICE and RTCP as well as ours, signalling included) during the window over packets forwarded. " +
+		"The forwarding path itself allocates nothing (sfu's TestHotPathsDoNotAllocate and benchmarks); what remains is per connection and per second, not per packet: ICE consent checks and keepalives (STUN) and periodic RTCP, so the ratio does not fall with load.\n")
 	b.WriteString("- *CPU per forwarded packet* is the same CPU over the packets the SFU actually forwarded: it stays meaningful when the machine saturates, where the per-stream-second figure falls because streams are no longer carried at their nominal rate (watch the latency and forwarded-packets columns).\n")
 	b.WriteString("- *Client CPU* is the load generator's CPU (this process) per stream-second: on this machine it competes with the SFU for the same cores, so the largest room count is bounded by the clients as much as by the server.\n\n")
 	b.WriteString("| Rooms | CPU ms/stream-s | spread | CPU us/forwarded packet | forwarded packets/s | client CPU ms/stream-s | delivery | latency p50 / p95 / p99 ms | join p50 / p95 ms | allocs/packet | KiB/room | failed | within target |\n")
@@ -817,6 +818,14 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 		verdict(!math.IsNaN(head.JoinP95.Median), head.JoinP95.Median < targetJoinP95), head.JoinP95.Median, headline)
 	if o.Profile {
 		prefix := filepath.Join(o.Out, fmt.Sprintf("sfu-%drooms", headline))
+		if !(cpuOK && flat) {
+			fmt.Fprintf(&b, "**What limits the CPU figure** (shares of the SFU's CPU in the %d-room profile, overlapping): %s. "+
+				"Each forwarded packet costs a receive and a send system call (on loopback the sender's call also delivers the datagram to the receiving socket), "+
+				"and crosses three goroutines in Pion (socket reader, SRTP session, track reader), so a lightly loaded server pays a thread wake-up for most packets; "+
+				"the SRTP cipher (AES-GCM) and the SFU's own per-packet work (`go test -bench . ./sfu`) are small beside these. "+
+				"With per-connection sockets (the default) there is nothing to batch sends over; one shared port (MEDIA_UDP_PORT) could batch them with sendmmsg, which Pion's ICE mux does not offer.\n\n",
+				headline, cpuBreakdown(prefix+"-cpu.pprof"))
+		}
 		fmt.Fprintf(&b, "Where the SFU's CPU goes during the %d-room window (`go tool pprof -top %s-cpu.pprof`):\n\n```\n%s```\n\n", headline, prefix, pprofTop(prefix+"-cpu.pprof", ""))
 		fmt.Fprintf(&b, "Where it allocates during the window (`go tool pprof -top -sample_index=alloc_objects -diff_base %s-allocs-base.pprof %s-allocs.pprof`; "+
 			"sampled every 512 KiB allocated unless the child runs with GODEBUG=memprofilerate=1):\n\n```\n%s```\n\n", prefix, prefix, pprofTop(prefix+"-allocs.pprof", "alloc_objects", "-diff_base="+prefix+"-allocs-base.pprof"))
@@ -838,6 +847,70 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 		mob.Freeze.med(2), mob.Freeze.spread(2), mob.Delivery.med(4), mob.Delivery.spread(4), mob.LatP95.med(1), mob.LatP95.spread(1),
 		mob.JoinP95.med(0), mob.JoinP95.spread(0), mob.Failed.med(0), mob.Failed.spread(0))
 	rep.section("SFU (video forwarding)", b.String())
+}
+
+// cpuBreakdown names the shares of a CPU profile that decide the SFU's
+// cost per packet, from `go tool pprof -top -cum`.
+func cpuBreakdown(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=100000", path).Output()
+	if err != nil {
+		return fmt.Sprintf("(go tool pprof failed: %v)", err)
+	}
+	cum, flat := map[string]float64{}, map[string]float64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || !strings.HasSuffix(f[1], "%") || !strings.HasSuffix(f[4], "%") {
+			continue
+		}
+		fl, err1 := strconv.ParseFloat(strings.TrimSuffix(f[1], "%"), 64)
+		cu, err2 := strconv.ParseFloat(strings.TrimSuffix(f[4], "%"), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		name := strings.Join(f[5:], " ")
+		cum[name], flat[name] = cu, fl
+	}
+	sum := func(m map[string]float64, match func(string) bool) float64 {
+		t := 0.0
+		for n, v := range m {
+			if match(n) {
+				t += v
+			}
+		}
+		return t
+	}
+	is := func(names ...string) func(string) bool {
+		return func(n string) bool {
+			for _, x := range names {
+				if n == x {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	parts := []struct {
+		what  string
+		share float64
+	}{
+		{"UDP send system calls", sum(cum, is("syscall.sendto", "syscall.sendmsg", "syscall.sendmmsg"))},
+		{"UDP receive system calls", sum(cum, is("syscall.recvmsg", "syscall.recvfrom", "syscall.recvmmsg"))},
+		{"the Go scheduler finding work or sleeping (epoll, futex: goroutine hand-offs)", sum(cum, is("runtime.schedule"))},
+		{"waking threads for runnable goroutines (futex)", sum(cum, is("runtime.futexwakeup"))},
+		{"SRTP encryption and decryption", sum(cum, is("github.com/pion/srtp/v3.(*Context).encryptRTP", "github.com/pion/srtp/v3.(*SessionSRTP).decrypt"))},
+		{"the sfu package's own code", sum(flat, func(n string) bool { return strings.HasPrefix(n, "teleconsult/sfu.") })},
+		{"garbage collection", sum(cum, is("runtime.gcBgMarkWorker"))},
+	}
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%.0f%% %s", p.share, p.what)
+	}
+	return b.String()
 }
 
 // pprofTop runs `go tool pprof -top` on a profile and returns its first
