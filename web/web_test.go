@@ -247,3 +247,31 @@ func TestDevModeReadsFromDisk(t *testing.T) {
 		t.Fatalf("static in dev mode: %d %q", res.StatusCode, res.Header.Get("Cache-Control"))
 	}
 }
+
+// The admin page names each field the server refuses with the
+// catalogue's admin.invalid.<field>: every field its forms send has one,
+// in every language.
+func TestAdminFieldMessages(t *testing.T) {
+	cat, err := LoadCatalogue(embedded, "i18n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := fs.ReadFile(embedded, "static/js/admin.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := regexp.MustCompile(`creator\([^\[]*\[([^\]]*)\]\)`).FindAllStringSubmatch(string(src), -1)
+	if len(lists) != 2 {
+		t.Fatalf("found %d forms in admin.js, want the practitioner's and the pharmacy's", len(lists))
+	}
+	for _, l := range lists {
+		for _, f := range regexp.MustCompile(`'([a-z_]+)'`).FindAllStringSubmatch(l[1], -1) {
+			for _, lang := range cat.Languages() {
+				key := "admin.invalid." + f[1]
+				if got := cat.Localizer(lang).T(key); got == key || got == "" {
+					t.Errorf("%s: no %s", lang, key)
+				}
+			}
+		}
+	}
+}
