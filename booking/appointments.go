@@ -205,7 +205,14 @@ func (s *Service) Book(ctx context.Context, who audit.Actor, req BookRequest) (B
 				return err
 			}
 		}
-		if err := refreshNextFree(ctx, tx, ag.p.AccountID, now); err != nil {
+		// Why not refreshNextFree: the agenda loaded above, under the
+		// practitioner's lock, plus this booking is what a reload would
+		// read, minus six queries per booking.
+		ag.busy = append(ag.busy, Interval{Start: booked.StartsAt, End: booked.EndsAt})
+		if myOffer != nil {
+			ag.offers = slices.DeleteFunc(ag.offers, func(o store.WaitlistOffer) bool { return o.ID == myOffer.ID })
+		}
+		if err := storeNextFree(ctx, tx, ag, now); err != nil {
 			return err
 		}
 		for _, ev := range []store.OutboxEvent{

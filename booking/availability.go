@@ -144,6 +144,14 @@ func refreshNextFree(ctx context.Context, q store.Q, practitionerID string, now 
 	if err != nil {
 		return err
 	}
+	return storeNextFree(ctx, q, ag, now)
+}
+
+// storeNextFree computes and stores the earliest free slot per
+// consultation type of ag, which must be the practitioner's agenda as the
+// transaction now sees it (ag.p.AccountID's lock held).
+func storeNextFree(ctx context.Context, q store.Q, ag agenda, now time.Time) error {
+	practitionerID := ag.p.AccountID
 	busy := ag.busyFor("")
 	var next []store.NextFree
 	for _, ct := range ag.types {

@@ -35,7 +35,7 @@ func (c *clock) Advance(d time.Duration) {
 // open every day 08:00-20:00 (Paris) for a free 30-minute video
 // consultation and a paid 20-minute in-person one.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	db     *store.DB
 	v      *vault.Vault
@@ -50,10 +50,15 @@ type fixture struct {
 // monday0700 is Monday 2 March 2026, 08:00 in Paris.
 var monday0700 = time.Date(2026, 3, 2, 7, 0, 0, 0, time.UTC)
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	return newFixtureOn(t, storetest.New(t))
+}
+
+// newFixtureOn is newFixture on a database the caller opened.
+func newFixtureOn(t testing.TB, db *store.DB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db := storetest.New(t)
 	f := &fixture{t: t, ctx: ctx, db: db, v: vault.NewForTest(t, db), clock: &clock{t: monday0700}}
 	f.svc = New(db, f.v, Config{Now: f.clock.Now, BaseURL: "https://consult.example.test"})
 	f.doc = f.account("practitioner", "Dr Alice Test")

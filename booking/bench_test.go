@@ -1,0 +1,71 @@
+package booking
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"teleconsult/audit"
+	"teleconsult/store"
+	"teleconsult/store/storetest"
+)
+
+// queryCounter counts the statements sent to PostgreSQL (BEGIN and COMMIT
+// included): round trips per booking, a figure that the load of the
+// machine does not change, unlike the time.
+type queryCounter struct{ n atomic.Int64 }
+
+func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// BenchmarkBook books distinct free slots of one practitioner, one after
+// the other, as POST /api/v1/appointments does (no reason given), and
+// reports the statements each booking sends.
+func BenchmarkBook(b *testing.B) {
+	cfg, err := pgxpool.ParseConfig(storetest.NewURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	counter := &queryCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	f := newFixtureOn(b, &store.DB{Pool: pool})
+	var patients []audit.Actor
+	for range 20 {
+		patients = append(patients, f.account("patient", "Bench Patient"))
+	}
+	var slots []Slot
+	for from := monday0700; len(slots) < 2000 && from.Before(monday0700.Add(80*24*time.Hour)); from = from.Add(7 * 24 * time.Hour) {
+		s, err := f.svc.Slots(f.ctx, "", f.doc.ID, f.free.ID, from, from.Add(7*24*time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		slots = append(slots, s...)
+	}
+
+	b.ReportAllocs()
+	counter.n.Store(0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i >= len(slots) {
+			b.Fatalf("only %d free slots: run with -benchtime=%dx or fewer", len(slots), len(slots))
+		}
+		if _, err := f.book(patients[i%len(patients)], f.free, slots[i].Start, ""); err != nil {
+			b.Fatalf("booking %d (%v): %v", i, slots[i].Start, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(counter.n.Load())/float64(b.N), "queries/op")
+}
