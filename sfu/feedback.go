@@ -138,9 +138,11 @@ type reception struct {
 	windowStart     time.Time
 }
 
-// onPacket accounts for one packet of sequence number seq and RTP
-// timestamp ts arriving at now, and returns the expected and received
-// totals and the window's bitrate when the window (one second) is over.
+// onPacket accounts for one packet of sequence number seq, RTP timestamp
+// ts and n bytes arriving at now. It returns the lost and received totals,
+// and the bitrate when a one-second window is over. Gaps of up to
+// nackMaxGap packets are remembered for NACKs; a packet older than the
+// newest clears its entry (a retransmission or reordering).
 func (r *reception) onPacket(seq uint16, ts uint32, n int, now time.Time) (lost, received uint64, bitrate uint64, windowDone bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
