@@ -136,7 +136,10 @@ func runKeys(ctx context.Context, args []string) error {
 	return nil
 }
 
-func runAudit(ctx context.Context, args []string) error {
+func runAudit(ctx context.Context, args []string) error { return auditVerify(ctx, args, os.Stdout) }
+
+// auditVerify is `teleconsult audit verify`, writing its verdict to out.
+func auditVerify(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return errors.New("usage: teleconsult audit verify")
 	}
@@ -163,6 +166,6 @@ func runAudit(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w (after %d good rows)", err, rep.Sealed)
 	}
-	fmt.Fprintf(os.Stdout, "audit log verified: %d rows sealed, chain intact; %d waiting to be sealed\n", rep.Sealed, rep.Unsealed)
+	fmt.Fprintf(out, "audit log verified: %d rows sealed, chain intact; %d waiting to be sealed\n", rep.Sealed, rep.Unsealed)
 	return nil
 }
