@@ -42,14 +42,16 @@ const videoSender = `(() => { for (const pc of window.__pcs || []) { if (pc.conn
 // shows the new one, and the practitioner goes on decoding frames.
 func TestConsultSwitchCamera(t *testing.T) {
 	t.Parallel()
-	// Two fake cameras (and microphones), as on a phone.
-	e := newEnvFlags(t, nil, map[string]any{"use-fake-device-for-media-stream": "device-count=2"})
+	// Three fake cameras. Chromium makes its second fake camera a Y16
+	// (depth) one, which the video encoder cannot send: the third, MJPEG,
+	// stands for the phone's other camera.
+	e := newEnvFlags(t, nil, map[string]any{"use-fake-device-for-media-stream": "device-count=3"})
 	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
 	pat, pro := startCall(t, e, doc)
 
 	pat.waitJS("switch camera button", `!document.querySelector('#flip').hidden`, 10*time.Second)
-	if n := eval[int](pat, `navigator.mediaDevices.enumerateDevices().then((ds) => ds.filter((d) => d.kind === 'videoinput').length)`); n != 2 {
-		t.Fatalf("%d cameras, want the 2 fake ones", n)
+	if n := eval[int](pat, `navigator.mediaDevices.enumerateDevices().then((ds) => ds.filter((d) => d.kind === 'videoinput').length)`); n != 3 {
+		t.Fatalf("%d cameras, want the 3 fake ones", n)
 	}
 	before := eval[string](pat, videoSender)
 	eval[bool](pat, `(() => { window.__oldTrack = document.querySelector('#self').srcObject.getVideoTracks()[0];
@@ -77,13 +79,51 @@ func TestConsultSwitchCamera(t *testing.T) {
 	if eval[string](pat, `document.activeElement.id`) != "flip" {
 		t.Error("the switch camera button lost the keyboard focus")
 	}
-	pro.waitJS("frames still decoded after the switch", fmt.Sprintf(framesDecoded+` .then((n) => n > %d + 30)`, frames), 15*time.Second)
+	// On to the third camera, which the encoder can send.
+	pat.click("#flip")
+	pat.waitJS("third camera", fmt.Sprintf(`%s.split('|')[1] !== %q && %s.split('|')[1] !== %q`, videoSender, splitN(before, 2)[1], videoSender, splitN(after, 2)[1]), 15*time.Second)
+	frames = eval[int](pro, framesDecoded)
+	switched := time.Now()
+	pro.waitJS("frames still decoded after the switch", fmt.Sprintf(framesDecoded+` .then((n) => n > %d + 30)`, frames), 20*time.Second)
+	t.Logf("the practitioner decodes 30 frames of the new camera %v after the switch", time.Since(switched).Round(100*time.Millisecond))
 	pat.waitJS("self view plays", `document.querySelector('#self').videoWidth > 0`, 10*time.Second)
 	pat.screenshot("consult-switch-camera", true)
 
-	// Again: back to the first camera.
+	// Once more: back to the first camera.
 	pat.click("#flip")
 	pat.waitJS("back to the first camera", fmt.Sprintf(`%s.split('|')[1] === %q`, videoSender, splitN(before, 2)[1]), 15*time.Second)
+
+	// The patient's socket drops and the server no longer knows their
+	// resume secret (as a restarted node would not): the page asks the
+	// join API where the room is, joins afresh there, and the media
+	// flows again with the camera chosen last.
+	joins := pat.joinRequests()
+	pcs := eval[int](pat, `window.__pcs.length`)
+	eval[bool](pat, `(() => { const send = WebSocket.prototype.send;
+		WebSocket.prototype.send = function (data) { try { const m = JSON.parse(data);
+			if (m.type === 'hello' && m.resume) { m.resume = 'forgotten'; data = JSON.stringify(m); } } catch {} return send.call(this, data); };
+		window.__sockets[window.__sockets.length - 1].close(); return true; })()`)
+	pat.waitJS("frames decoded on new connections", fmt.Sprintf(`%s(%d).then((n) => n > 10)`, framesDecodedSince, pcs), 15*time.Second)
+	pro.waitJS("the practitioner decodes the patient again", `document.querySelector('#remote').videoWidth > 0`, 15*time.Second)
+	if n := pat.joinRequests(); n != joins+1 {
+		t.Errorf("%d join requests after the unknown resume, want %d", n, joins+1)
+	}
+	if got := eval[string](pat, videoSender); splitN(got, 2)[1] != splitN(before, 2)[1] {
+		t.Errorf("after re-joining the page sends %q, want the camera chosen last (%q)", got, before)
+	}
+}
+
+// joinRequests counts the page's requests to the join API.
+func (p *person) joinRequests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, u := range p.requests {
+		if strings.HasSuffix(u, "/join") {
+			n++
+		}
+	}
+	return n
 }
 
 // splitN splits a videoSender answer "id|label|state" into n+1 parts at most.

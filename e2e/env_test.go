@@ -298,16 +298,17 @@ func (p *person) open(path string) {
 	p.do("open "+path, chromedp.Navigate(p.e.url+path))
 }
 
-// waitJS waits until the JavaScript expression is true. It evaluates
-// again and again rather than polling inside the page, so that it goes
-// on across navigations.
+// waitJS waits until the JavaScript expression (or the promise it gives)
+// is true. It evaluates again and again rather than polling inside the
+// page, so that it goes on across navigations.
 func (p *person) waitJS(what, expr string, timeout time.Duration) {
 	p.e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
+		// Awaited, so that an expression may be a promise (getStats).
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("(async () => !!(await ("+expr+")))()", chromedp.EvalAwaitPromise))
 		cancel()
 		if err == nil && ok {
 			return

@@ -21,7 +21,16 @@ type doctor struct {
 func (e *env) doctor(email, name string) *doctor {
 	e.t.Helper()
 	c := e.staff("practitioner", email, name)
+	// Opening hours run 00:00-23:50 local time: in the last hour of the
+	// Paris day the next slot would be after midnight, too far ahead for
+	// the consultation room (open 15 minutes before). The practitioner
+	// then works from Tokyo, where it is morning.
+	zone := "Europe/Paris"
+	if paris, err := time.LoadLocation(zone); err == nil && time.Now().In(paris).Hour() == 23 {
+		zone = "Asia/Tokyo"
+	}
 	c.call("PUT", "/api/v1/practitioner/profile", map[string]any{
+		"time_zone": zone,
 		"specialty": "general_practice", "rpps": "10101010101", "address": "12 rue de la République",
 		"city": "Lyon", "postcode": "69002", "latitude": 45.7640, "longitude": 4.8357, "languages": []string{"fr", "en"},
 		"min_notice_minutes": 0, "cancel_cutoff_minutes": 5, "phone": "+33 4 00 00 00 00",

@@ -27,7 +27,7 @@
 //   connect()           open the socket and handshake; resolves with the welcome message
 //   publish(stream)     publish a camera/microphone MediaStream
 //   shareScreen(stream) publish a screen MediaStream (a second video track); stopScreen() withdraws it
-//   replaceTrack(track) send track instead of the camera's track of its kind (switch camera), without renegotiation
+//   replaceTrack(track, old?) send track instead of old or the camera's track of its kind (switch camera), without renegotiation
 //   admit(participant)  practitioner: let a waiting participant in
 //   invite(name)        practitioner: resolves with {token, expires} for a one-time guest link
 //   end()               practitioner: end the consultation for everyone
@@ -136,16 +136,16 @@ export class Call extends EventTarget {
     await this._offerUp(false);
   }
 
-  // replaceTrack sends track in place of the published camera track of
-  // the same kind (e.g. the back camera instead of the front one). The
-  // sender keeps its place in the session: no renegotiation. The caller
-  // stops the old track and updates its stream.
-  async replaceTrack(track) {
+  // replaceTrack sends track in place of old, or of the published camera
+  // track of the same kind (e.g. the back camera instead of the front
+  // one). The sender keeps its place in the session: no renegotiation.
+  // The caller stops the old track and updates its stream.
+  async replaceTrack(track, old = null) {
     for (const p of this._published) {
       if (p.label !== "camera") continue;
       for (const tr of this._up.getTransceivers()) {
         const cur = tr.sender.track;
-        if (cur && cur.kind === track.kind && p.stream.getTracks().includes(cur)) {
+        if (cur && cur.kind === track.kind && (cur === old || p.stream.getTracks().includes(cur))) {
           await tr.sender.replaceTrack(track);
           return;
         }
@@ -458,6 +458,13 @@ export class Call extends EventTarget {
   async _welcome(m) {
     const resuming = this._everWelcomed;
     const rejoined = !!this._rejoined;
+    if (resuming && !m.resumed && !rejoined && this._rejoinFn) {
+      // The node does not know our resume secret (it restarted): the
+      // room may live elsewhere now, so ask where before starting again.
+      this._dropAt = Date.now();
+      this._rejoin();
+      return;
+    }
     this._rejoined = false;
     this._attempt = 0;
     this._dropAt = 0;

@@ -357,12 +357,15 @@ async function flipCamera() {
   const current = stream.getVideoTracks()[0];
   const idx = cameras.findIndex((c) => current && c.deviceId === current.getSettings().deviceId);
   const next = cameras[(idx + 1) % cameras.length];
+  // Many phones cannot open their second camera while the first one
+  // runs: close it first (the call sends nothing for that moment).
+  const wasEnabled = current ? current.enabled : true;
+  if (current) { stream.removeTrack(current); current.stop(); }
   const fresh = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId } } });
   const track = fresh.getVideoTracks()[0];
   // Keep "camera off" as it was.
-  if (current) track.enabled = current.enabled;
-  await call.replaceTrack(track);
-  if (current) { stream.removeTrack(current); current.stop(); }
+  track.enabled = wasEnabled;
+  await call.replaceTrack(track, current);
   stream.addTrack(track);
   $('#self').srcObject = stream;
   $('#camera').value = next.deviceId;
