@@ -55,7 +55,10 @@ func (p *Peer) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver)
 	if label != "screen" {
 		label = "camera"
 	}
-	t, isNew, subs := p.room.publish(p, receiver, remote, label)
+	// Asked of Pion before taking the room's lock, which Pion's own
+	// locks must never wait behind.
+	twccID := transportCCID(receiver)
+	t, isNew, subs := p.room.publish(p, receiver, remote, label, twccID)
 	if t == nil {
 		return
 	}

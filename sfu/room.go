@@ -124,7 +124,7 @@ func (r *Room) Close() {
 
 // publish records a new track of p and returns it with the admitted
 // participants that should receive it (none while p is not admitted).
-func (r *Room) publish(p *Peer, receiver *webrtc.RTPReceiver, remote *webrtc.TrackRemote, label string) (t *upTrack, isNew bool, subs []*Peer) {
+func (r *Room) publish(p *Peer, receiver *webrtc.RTPReceiver, remote *webrtc.TrackRemote, label string, twccID uint8) (t *upTrack, isNew bool, subs []*Peer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.peers[p.ID] != p {
@@ -141,7 +141,7 @@ func (r *Room) publish(p *Peer, receiver *webrtc.RTPReceiver, remote *webrtc.Tra
 		sfu: r.sfu, publisher: p, receiver: receiver,
 		streamID: "s" + strconv.Itoa(r.nextStream), trackID: label + "-" + remote.Kind().String(),
 		label: label, kind: remote.Kind(), codec: codec, ck: codecKindOf(codec.MimeType),
-		twccID: transportCCID(receiver),
+		twccID: twccID,
 	}
 	p.tracks = append(p.tracks, t)
 	if p.admitted {
