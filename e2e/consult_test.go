@@ -196,7 +196,9 @@ func consult(t *testing.T, e *env, doc *doctor, pat *person, id, patientID strin
 
 	// Media flows both ways, and each receives the other's stream.
 	for _, p := range []*person{pat, pro} {
-		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 20*time.Second)
+		// Generous: on a loaded two-core machine with several browsers
+		// the first picture has taken over 20 s.
+		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 40*time.Second)
 		p.waitJS("frames decoded", framesDecoded+` .then((n) => n > 0)`, 20*time.Second)
 	}
 	if got := eval[string](pro, `document.querySelector('#remote').dataset.participant`); got != patientID {
