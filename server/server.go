@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"teleconsult/audit"
 	"teleconsult/auth"
 	"teleconsult/booking"
 	"teleconsult/cluster"
@@ -380,6 +381,7 @@ func (s *Server) Start() {
 		go func() { defer s.jobs.Done(); s.Cluster.Run(ctx) }()
 	}
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
+	s.every(ctx, audit.DefaultSealInterval, "audit seal", audit.Sealer(s.DB.Pool))
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
