@@ -345,7 +345,7 @@ func OpenVault(ctx context.Context, cfg Config, db *store.DB) (*vault.Vault, err
 		if err != nil {
 			return nil, err
 		}
-		return vault.New(kr), nil
+		return vault.New(kr, db), nil
 	}
 	var n int
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM data_keys`).Scan(&n); err != nil {
@@ -359,7 +359,7 @@ func OpenVault(ctx context.Context, cfg Config, db *store.DB) (*vault.Vault, err
 	if err != nil {
 		return nil, err
 	}
-	return vault.New(kr), nil
+	return vault.New(kr, db), nil
 }
 
 // Handler is the whole HTTP surface: pages, API, signalling, metrics.
@@ -371,6 +371,8 @@ func (s *Server) Start() {
 	s.stop = cancel
 	s.jobs.Add(1)
 	go func() { defer s.jobs.Done(); s.Live.Run(ctx) }()
+	s.jobs.Add(1)
+	go func() { defer s.jobs.Done(); s.Vault.Run(ctx) }()
 	if s.Cluster != nil {
 		// Registered before the first join can be placed here; Run
 		// deletes the record when ctx ends.

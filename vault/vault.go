@@ -16,10 +16,11 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -47,16 +48,38 @@ func (a AAD) bytes(keyID string) []byte {
 }
 
 // Vault seals and opens health data. It is safe for concurrent use.
+//
+// It caches unwrapped data keys. Several nodes share one database, and a
+// key one of them destroys must stop opening on the others: see Run and
+// MaxStale (cache.go).
 type Vault struct {
 	ring Keyring
+	db   *store.DB // where destroyed keys are learnt of; nil caches nothing
 
-	mu    sync.RWMutex
+	// MaxStale bounds how long a cached data key is used without checking
+	// that no key was destroyed meanwhile (default DefaultMaxStale). Set
+	// it before first use.
+	MaxStale time.Duration
+
+	listening     chan struct{}
+	listeningOnce sync.Once
+
+	start   time.Time    // origin of checked, on the monotonic clock
+	checked atomic.Int64 // 1 + start of the last check, in ns since start; 0: never
+	checkMu sync.Mutex   // one check at a time; guards polled
+	polled  int64        // generation the last full check covered
+
+	mu    sync.RWMutex      // guards the fields below
 	cache map[string][]byte // data key id -> plaintext data key
+	gen   int64             // highest generation of destructions heard of
 }
 
-// New returns a Vault whose data keys are wrapped by ring.
-func New(ring Keyring) *Vault {
-	return &Vault{ring: ring, cache: map[string][]byte{}}
+// New returns a Vault whose data keys are wrapped by ring. db is where it
+// learns of data keys destroyed by other nodes; with a nil db (a command
+// that only rotates keys) it caches no key.
+func New(ring Keyring, db *store.DB) *Vault {
+	return &Vault{ring: ring, db: db, MaxStale: DefaultMaxStale, listening: make(chan struct{}),
+		start: time.Now(), polled: -1, cache: map[string][]byte{}}
 }
 
 // NewKey creates a fresh data key, stores it wrapped and returns its id.
@@ -74,9 +97,12 @@ func (v *Vault) NewKey(ctx context.Context, q store.Q) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("vault: store data key: %w", err)
 	}
-	v.mu.Lock()
-	v.cache[id] = dk
-	v.mu.Unlock()
+	// A new key cannot have been destroyed before it existed.
+	if v.db != nil {
+		v.mu.Lock()
+		v.cache[id] = dk
+		v.mu.Unlock()
+	}
 	return id, nil
 }
 
@@ -103,36 +129,6 @@ func (v *Vault) AccountKey(ctx context.Context, q store.Q, accountID string) (st
 		_, _ = q.Exec(ctx, `DELETE FROM data_keys WHERE id = $1`, newID)
 	}
 	return *id, nil
-}
-
-func (v *Vault) dataKey(ctx context.Context, q store.Q, id string) ([]byte, error) {
-	v.mu.RLock()
-	dk, ok := v.cache[id]
-	v.mu.RUnlock()
-	if ok {
-		return dk, nil
-	}
-	var mid string
-	var wrapped []byte
-	var destroyed bool
-	err := q.QueryRow(ctx, `SELECT master_key_id, wrapped, destroyed_at IS NOT NULL FROM data_keys WHERE id = $1`, id).Scan(&mid, &wrapped, &destroyed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrKeyDestroyed
-	}
-	if err != nil {
-		return nil, fmt.Errorf("vault: load data key: %w", err)
-	}
-	if destroyed {
-		return nil, ErrKeyDestroyed
-	}
-	dk, err = v.ring.Unwrap(ctx, mid, wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("vault: unwrap data key: %w", err)
-	}
-	v.mu.Lock()
-	v.cache[id] = dk
-	v.mu.Unlock()
-	return dk, nil
 }
 
 // Seal encrypts plaintext with data key keyID for the place aad names.
@@ -207,9 +203,15 @@ func (v *Vault) OpenString(ctx context.Context, q store.Q, aad AAD, sealed []byt
 }
 
 // DestroyKey makes every value sealed with keyID unreadable for good
-// (crypto-erasure of an account).
+// (crypto-erasure of an account). Run it in the erasure's transaction: at
+// commit, every node is told to forget the key (see Run), and the
+// generation it bumps tells nodes that missed the notification.
 func (v *Vault) DestroyKey(ctx context.Context, q store.Q, keyID string) error {
-	_, err := q.Exec(ctx, `UPDATE data_keys SET wrapped = '\x'::bytea, destroyed_at = now() WHERE id = $1`, keyID)
+	_, err := q.Exec(ctx, `WITH k AS (
+			UPDATE data_keys SET wrapped = '\x'::bytea, destroyed_at = coalesce(destroyed_at, now())
+			WHERE id = $1 RETURNING id),
+		g AS (UPDATE vault_generation SET generation = generation + 1 WHERE EXISTS (SELECT FROM k) RETURNING generation)
+		SELECT pg_notify($2, k.id::text || ' ' || g.generation) FROM k, g`, keyID, destroyedChannel)
 	if err != nil {
 		return fmt.Errorf("vault: destroy key: %w", err)
 	}
@@ -222,7 +224,8 @@ func (v *Vault) DestroyKey(ctx context.Context, q store.Q, keyID string) error {
 // Rotate re-wraps every data key not wrapped by the keyring's current
 // master key, in batches, while the service keeps running (servers reload
 // their keyring when they meet an unknown master key id). It returns the
-// number of keys re-wrapped.
+// number of keys re-wrapped. Keys cached by running nodes stay good:
+// re-wrapping changes how a data key is stored, not the key.
 func (v *Vault) Rotate(ctx context.Context, db *store.DB) (int, error) {
 	cur := v.ring.CurrentID()
 	total := 0

@@ -128,7 +128,7 @@ func runKeys(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := vault.New(kr).Rotate(ctx, db)
+	n, err := vault.New(kr, db).Rotate(ctx, db)
 	if err != nil {
 		return err
 	}
