@@ -3,7 +3,9 @@
 // carriers). It listens on UDP and TCP and accepts time-limited
 // credentials in the TURN REST style: username "expiry:participant",
 // credential base64(HMAC-SHA1(secret, username)), so the join endpoint
-// can hand them out without any shared state.
+// can hand them out without any shared state. It forwards only to the
+// media addresses of the service's nodes and to peers the configuration
+// names: never an open relay into the network around it.
 package relay
 
 import (
@@ -13,7 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/logging"
@@ -42,9 +48,13 @@ type Config struct {
 	// CredentialTTL is how long handed-out credentials last (default 6 h,
 	// longer than any consultation).
 	CredentialTTL time.Duration
-	// AllowedPeers, when set, is the only peer addresses the relay will
-	// forward to (the SFU's), so that it is not an open relay.
+	// AllowedPeers and AllowedNets are peers the relay forwards to besides
+	// the service's nodes (see SetNodeAddresses), e.g. TURN_ALLOWED_PEERS.
+	// They are taken as given: only here can loopback or link-local
+	// addresses be allowed. Every other peer is refused, so that a holder
+	// of credentials cannot reach the hosts around the relay.
 	AllowedPeers []net.IP
+	AllowedNets  []netip.Prefix
 	// LoggerFactory receives Pion's logs (default: errors only).
 	LoggerFactory logging.LoggerFactory
 }
@@ -60,6 +70,8 @@ type ICEServer struct {
 // Server is a running TURN relay.
 type Server struct {
 	cfg     Config
+	allowed []netip.Prefix // AllowedPeers and AllowedNets
+	nodes   atomic.Pointer[[]netip.Addr]
 	turn    *turn.Server
 	udpAddr net.Addr
 	tcpAddr net.Addr
@@ -94,18 +106,16 @@ func New(cfg Config) (*Server, error) {
 	gen := func() turn.RelayAddressGenerator {
 		return &turn.RelayAddressGeneratorPortRange{RelayAddress: net.ParseIP(cfg.PublicIP), Address: cfg.RelayBind, MinPort: cfg.PortMin, MaxPort: cfg.PortMax}
 	}
-	permit := func(_ net.Addr, peer net.IP) bool {
-		if len(cfg.AllowedPeers) == 0 {
-			return true
+	s := &Server{cfg: cfg, allowed: slices.Clone(cfg.AllowedNets)}
+	for _, ip := range cfg.AllowedPeers {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return nil, fmt.Errorf("%w: allowed peer %v", ErrConfig, ip)
 		}
-		for _, ip := range cfg.AllowedPeers {
-			if ip.Equal(peer) {
-				return true
-			}
-		}
-		return false
+		a = a.Unmap()
+		s.allowed = append(s.allowed, netip.PrefixFrom(a, a.BitLen()))
 	}
-	s := &Server{cfg: cfg}
+	permit := func(_ net.Addr, peer net.IP) bool { return s.Allows(peer) }
 	tc := turn.ServerConfig{
 		Realm:         cfg.Realm,
 		AuthHandler:   turn.LongTermTURNRESTAuthHandler(cfg.Secret, cfg.LoggerFactory.NewLogger("relay")),
@@ -136,6 +146,79 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.turn = t
 	return s, nil
+}
+
+// Allows reports whether the relay forwards to peer: an address of one of
+// the service's nodes, or one the configuration allows.
+func (s *Server) Allows(peer net.IP) bool {
+	a, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.allowed {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	if nodes := s.nodes.Load(); nodes != nil {
+		return slices.Contains(*nodes, a)
+	}
+	return false
+}
+
+// SetNodeAddresses sets the media addresses of the service's nodes, the
+// peers the relay exists for. Loopback, link-local, multicast and
+// unspecified addresses among them are ignored: a node record must not
+// open the relay to the node's own host (AllowedNets can, explicitly).
+func (s *Server) SetNodeAddresses(addrs []netip.Addr) {
+	var keep []netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() ||
+			a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+			continue
+		}
+		keep = append(keep, a)
+	}
+	slices.SortFunc(keep, netip.Addr.Compare)
+	keep = slices.Compact(keep)
+	s.nodes.Store(&keep)
+}
+
+// NodeAddresses returns the node addresses the relay forwards to.
+func (s *Server) NodeAddresses() []netip.Addr {
+	if nodes := s.nodes.Load(); nodes != nil {
+		return slices.Clone(*nodes)
+	}
+	return nil
+}
+
+// ParsePeers parses a comma-separated list of IP addresses and CIDR
+// networks (TURN_ALLOWED_PEERS), e.g. "10.0.0.0/8, 192.0.2.7".
+func ParsePeers(text string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(text, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("%w: allowed peers: %q is not an address or a network", ErrConfig, f)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w: allowed peers: %q is not an address or a network", ErrConfig, f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Close stops the relay.

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdh"
 	"crypto/hmac"
@@ -12,10 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,9 +113,10 @@ type Server struct {
 	Rx       *rx.Service
 	Cluster  *cluster.Registry // nil outside a cluster
 
-	handler http.Handler
-	jobs    sync.WaitGroup
-	stop    context.CancelFunc
+	mediaHost string // this node's media address in the node registry
+	handler   http.Handler
+	jobs      sync.WaitGroup
+	stop      context.CancelFunc
 }
 
 // New connects to the database, migrates it and builds every service.
@@ -192,7 +197,7 @@ func (s *Server) build(ctx context.Context) (err error) {
 		}
 	}
 	s.API.Privacy = privacy.New(s.DB, v, privacy.Config{Booking: s.Booking, Receipts: s.Payments, LegalHold: hold, Now: cfg.Now})
-	if err := s.buildVideo(); err != nil {
+	if err := s.buildVideo(ctx); err != nil {
 		return err
 	}
 	ncfg := cfg.Notify
@@ -226,7 +231,7 @@ func (s *Server) build(ctx context.Context) (err error) {
 
 // buildVideo starts the SFU, the TURN relay (when configured) and the
 // signalling server, with consult as its hooks.
-func (s *Server) buildVideo() error {
+func (s *Server) buildVideo(ctx context.Context) error {
 	cfg := s.cfg
 	media, err := sfu.New(cfg.Media)
 	if err != nil {
@@ -269,8 +274,60 @@ func (s *Server) buildVideo() error {
 			}})
 		s.Consult.SignalingURL = sig
 		s.Consult.Placer = placer{s.Cluster}
+		s.mediaHost = n.MediaAddress
 	}
 	s.API.Consult = s.Consult
+	if s.Relay != nil {
+		// Before the first client: until then the relay forwards nowhere.
+		if err := s.refreshRelayPeers(ctx); err != nil {
+			return fmt.Errorf("server: turn relay peers: %w", err)
+		}
+	}
+	return nil
+}
+
+// refreshRelayPeers lets the TURN relay forward to the media addresses of
+// this service's nodes, and nowhere else (besides TURN.AllowedNets): this
+// node's MEDIA_PUBLIC_IP (else its interfaces' addresses, where its SFU
+// offers candidates) and every registered node's media address.
+func (s *Server) refreshRelayPeers(ctx context.Context) error {
+	hosts := slices.Clone(s.cfg.Media.PublicIPs)
+	if s.mediaHost != "" {
+		hosts = append(hosts, s.mediaHost)
+	}
+	if s.Cluster != nil {
+		nodes, err := s.Cluster.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			hosts = append(hosts, n.MediaAddress)
+		}
+	}
+	var addrs []netip.Addr
+	for _, h := range hosts {
+		if a, err := netip.ParseAddr(h); err == nil {
+			addrs = append(addrs, a)
+			continue
+		}
+		found, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
+		if err != nil {
+			s.cfg.Log.Debug("turn relay: media address does not resolve", "host", h, "err", err)
+		}
+		addrs = append(addrs, found...)
+	}
+	if len(s.cfg.Media.PublicIPs) == 0 {
+		ifaces, err := net.InterfaceAddrs()
+		if err != nil {
+			return err
+		}
+		for _, ia := range ifaces {
+			if p, err := netip.ParsePrefix(ia.String()); err == nil {
+				addrs = append(addrs, p.Addr())
+			}
+		}
+	}
+	s.Relay.SetNodeAddresses(addrs)
 	return nil
 }
 
@@ -381,6 +438,15 @@ func (s *Server) Start() {
 		}
 		s.jobs.Add(1)
 		go func() { defer s.jobs.Done(); s.Cluster.Run(ctx) }()
+	}
+	if s.Relay != nil {
+		// Why a heartbeat in a cluster: a node that just joined gets rooms
+		// at once, and relays on the other nodes must reach it.
+		every := time.Minute
+		if s.Cluster != nil {
+			every = cmp.Or(s.cfg.Node.Heartbeat, cluster.DefaultHeartbeat)
+		}
+		s.every(ctx, every, "turn relay peers", s.refreshRelayPeers)
 	}
 	s.every(ctx, time.Minute, "login failures tidy", s.Auth.Tidy)
 	s.every(ctx, audit.DefaultSealInterval, "audit seal", audit.Sealer(s.DB.Pool))

@@ -191,6 +191,7 @@ type mediaConfig struct {
 	TURNPublic  string // TURN_PUBLIC_IP
 	TURNPorts   string // TURN_RELAY_PORTS: "min-max"
 	TURNPubHost string // TURN_PUBLIC_HOST: host name in the TURN URLs
+	TURNAllowed string // TURN_ALLOWED_PEERS: IPs and CIDRs the relay may also reach
 }
 
 func bindMedia(fs *flag.FlagSet, m *mediaConfig) {
@@ -203,6 +204,7 @@ func bindMedia(fs *flag.FlagSet, m *mediaConfig) {
 	fs.StringVar(&m.TURNPublic, "turn-public-ip", os.Getenv("TURN_PUBLIC_IP"), "public IP relayed candidates carry (TURN_PUBLIC_IP)")
 	fs.StringVar(&m.TURNPorts, "turn-relay-ports", os.Getenv("TURN_RELAY_PORTS"), "relay port range, min-max (TURN_RELAY_PORTS)")
 	fs.StringVar(&m.TURNPubHost, "turn-public-host", os.Getenv("TURN_PUBLIC_HOST"), "host name in the TURN URLs given to clients (TURN_PUBLIC_HOST)")
+	fs.StringVar(&m.TURNAllowed, "turn-allowed-peers", os.Getenv("TURN_ALLOWED_PEERS"), "comma-separated IPs and CIDRs the relay may forward to besides the nodes' media addresses (TURN_ALLOWED_PEERS)")
 }
 
 func portRange(s string) (uint16, uint16, error) {

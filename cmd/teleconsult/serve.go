@@ -17,6 +17,7 @@ import (
 
 	"teleconsult/notify"
 	"teleconsult/payments"
+	"teleconsult/relay"
 	"teleconsult/server"
 	"teleconsult/store"
 )
@@ -80,6 +81,9 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		sc.TURN.PublicIP, sc.TURN.PublicHost = m.TURNPublic, m.TURNPubHost
 		if sc.TURN.PortMin, sc.TURN.PortMax, err = portRange(m.TURNPorts); err != nil {
 			return server.Config{}, fmt.Errorf("TURN_RELAY_PORTS: %w", err)
+		}
+		if sc.TURN.AllowedNets, err = relay.ParsePeers(m.TURNAllowed); err != nil {
+			return server.Config{}, fmt.Errorf("TURN_ALLOWED_PEERS: %w", err)
 		}
 	}
 	return sc, nil
