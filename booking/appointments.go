@@ -93,7 +93,13 @@ func checkBlock(ctx context.Context, q store.Q, p store.Practitioner, patientID 
 	if err != nil {
 		return err
 	}
-	if n >= p.NoShowLimit {
+	return checkNoShows(n, p.NoShowLimit)
+}
+
+// checkNoShows refuses a patient with n no-shows when the practitioner's
+// limit is reached.
+func checkNoShows(n, limit int) error {
+	if n >= limit {
 		return ErrBlocked.Withf("after %d missed appointments you can no longer book this practitioner online; please contact the practice", n)
 	}
 	return nil
@@ -113,142 +119,6 @@ func (s *Service) expireHoldsLocked(ctx context.Context, q store.Q, practitioner
 		}
 	}
 	return nil
-}
-
-// Book books a slot for the calling patient (or one of their relatives).
-// A paid consultation is created pending_payment with a 30-minute hold
-// and, when payments are wired, a checkout is started after the commit.
-func (s *Service) Book(ctx context.Context, who audit.Actor, req BookRequest) (Booked, error) {
-	if who.Role != rolePatient {
-		return Booked{}, ErrPatientsOnly.With("only patients can book appointments")
-	}
-	if err := checkText("reason", req.Reason); err != nil {
-		return Booked{}, err
-	}
-	if req.Start.IsZero() {
-		return Booked{}, ErrInvalid.With("start is required")
-	}
-	now := s.now()
-	var booked store.Appointment
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if err := store.LockPractitioner(ctx, tx, req.PractitionerID); err != nil {
-			return err
-		}
-		if err := s.expireHoldsLocked(ctx, tx, req.PractitionerID, now); err != nil {
-			return err
-		}
-		if err := s.expireOffersLocked(ctx, tx, req.PractitionerID, now); err != nil {
-			return err
-		}
-		ag, err := loadAgenda(ctx, tx, req.PractitionerID, now)
-		if err != nil {
-			return err
-		}
-		ct, ok := ag.typeByID(req.ConsultationTypeID)
-		if !ok {
-			return store.ErrNotFound.With("consultation type not found")
-		}
-		var profileID *string
-		if req.RelativeID != "" {
-			prof, err := store.ProfileOf(ctx, tx, who.ID, req.RelativeID)
-			if err != nil {
-				return store.ErrNotFound.With("relative not found")
-			}
-			profileID = &prof.ID
-		}
-		if err := checkBlock(ctx, tx, ag.p, who.ID, now); err != nil {
-			return err
-		}
-		if !ct.NewPatients {
-			seen, err := store.HasSeenPatient(ctx, tx, ag.p.AccountID, who.ID)
-			if err != nil {
-				return err
-			}
-			if !seen {
-				return ErrNoNewPatients
-			}
-		}
-		r, err := rulesFor(ag.p, ct, ag.hours, ag.absences)
-		if err != nil {
-			return err
-		}
-		slot, err := CheckStart(r, ag.busy, req.Start.UTC(), now)
-		if err != nil {
-			return err
-		}
-		var myOffer *store.WaitlistOffer
-		for _, o := range ag.offers {
-			if o.StartsAt.Before(slot.End) && o.EndsAt.After(slot.Start) {
-				if o.PatientID != who.ID {
-					return ErrSlotOffered
-				}
-				myOffer = &o
-			}
-		}
-		a := store.Appointment{
-			ID: store.NewUUID(), PractitionerID: ag.p.AccountID, ConsultationTypeID: ct.ID,
-			PatientID: who.ID, ProfileID: profileID, Mode: ct.Mode, StartsAt: slot.Start, EndsAt: slot.End,
-			Status: store.StatusConfirmed, FeeCents: ct.FeeCents, Currency: ct.Currency,
-		}
-		if ct.FeeCents > 0 {
-			hold := now.Add(HoldDuration)
-			a.Status, a.HoldExpiresAt = store.StatusPendingPayment, &hold
-		}
-		if a.Reason, err = s.seal(ctx, tx, who.ID, reasonAAD(a.ID), req.Reason); err != nil {
-			return err
-		}
-		if booked, err = store.InsertAppointment(ctx, tx, a, who.ID); err != nil {
-			return err
-		}
-		if myOffer != nil {
-			if err := store.TakeOffer(ctx, tx, myOffer.ID); err != nil {
-				return err
-			}
-		}
-		// Why not refreshNextFree: the agenda loaded above, under the
-		// practitioner's lock, plus this booking is what a reload would
-		// read, minus six queries per booking.
-		ag.busy = append(ag.busy, Interval{Start: booked.StartsAt, End: booked.EndsAt})
-		if myOffer != nil {
-			ag.offers = slices.DeleteFunc(ag.offers, func(o store.WaitlistOffer) bool { return o.ID == myOffer.ID })
-		}
-		if err := storeNextFree(ctx, tx, ag, now); err != nil {
-			return err
-		}
-		for _, ev := range []store.OutboxEvent{
-			{Kind: "appointment.booked", RecipientID: who.ID, AppointmentID: booked.ID, Data: map[string]string{"audience": rolePatient, "status": booked.Status}},
-			{Kind: "appointment.booked", RecipientID: ag.p.AccountID, AppointmentID: booked.ID, Data: map[string]string{"audience": rolePractitioner, "status": booked.Status}},
-		} {
-			if err := store.Enqueue(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
-		return audit.Record(ctx, tx, audit.Entry{Actor: who, Action: "create", ObjectType: "appointment",
-			ObjectID: booked.ID, SubjectID: who.ID, Outcome: audit.OK})
-	})
-	if err != nil {
-		return Booked{}, err
-	}
-	out := Booked{Appointment: booked}
-	if booked.Status == store.StatusPendingPayment && s.cfg.Checkout != nil {
-		url, expires, err := s.cfg.Checkout.StartCheckout(ctx, s.db.Pool, booked)
-		if err != nil {
-			// Release the slot at once rather than leave it held for 30
-			// minutes by a booking nobody can pay.
-			_ = s.tx(ctx, func(tx pgx.Tx) error {
-				if err := store.LockPractitioner(ctx, tx, booked.PractitionerID); err != nil {
-					return err
-				}
-				if err := store.TransitionAppointment(ctx, tx, booked.ID, []string{store.StatusPendingPayment}, store.StatusExpired, "", "checkout could not start"); err != nil {
-					return err
-				}
-				return refreshNextFree(ctx, tx, booked.PractitionerID, s.now())
-			})
-			return Booked{}, ErrCheckoutFailed.Wrap(err)
-		}
-		out.Payment = &Payment{CheckoutURL: url, ExpiresAt: expires}
-	}
-	return out, nil
 }
 
 // canSee reports whether who is the appointment's patient or practitioner.

@@ -151,13 +151,24 @@ func refreshNextFree(ctx context.Context, q store.Q, practitionerID string, now 
 // consultation type of ag, which must be the practitioner's agenda as the
 // transaction now sees it (ag.p.AccountID's lock held).
 func storeNextFree(ctx context.Context, q store.Q, ag agenda, now time.Time) error {
-	practitionerID := ag.p.AccountID
+	next, err := nextFree(ag, now)
+	if err != nil {
+		return err
+	}
+	if err := store.SetNextFree(ctx, q, ag.p.AccountID, next); err != nil {
+		return err
+	}
+	return store.TouchPractitioner(ctx, q, ag.p.AccountID)
+}
+
+// nextFree computes the earliest free slot of each consultation type of ag.
+func nextFree(ag agenda, now time.Time) ([]store.NextFree, error) {
 	busy := ag.busyFor("")
-	var next []store.NextFree
+	next := make([]store.NextFree, 0, len(ag.types))
 	for _, ct := range ag.types {
 		r, err := rulesFor(ag.p, ct, ag.hours, ag.absences)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		n := store.NextFree{ConsultationTypeID: ct.ID}
 		if s, ok := NextSlot(r, busy, now); ok {
@@ -166,10 +177,19 @@ func storeNextFree(ctx context.Context, q store.Q, ag agenda, now time.Time) err
 		}
 		next = append(next, n)
 	}
-	if err := store.SetNextFree(ctx, q, practitionerID, next); err != nil {
-		return err
+	return next, nil
+}
+
+// nextFreeChanged reports whether next differs from the earliest free
+// slots stored with types (as loaded with the agenda).
+func nextFreeChanged(types []store.ConsultationType, next []store.NextFree) bool {
+	for i, n := range next {
+		was := types[i].NextFreeAt
+		if (was == nil) != (n.At == nil) || was != nil && !was.Equal(*n.At) {
+			return true
+		}
 	}
-	return store.TouchPractitioner(ctx, q, practitionerID)
+	return false
 }
 
 // Slots returns the free slots of a consultation type starting in

@@ -2,11 +2,9 @@ package booking
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"teleconsult/audit"
@@ -14,21 +12,10 @@ import (
 	"teleconsult/store/storetest"
 )
 
-// queryCounter counts the statements sent to PostgreSQL (BEGIN and COMMIT
-// included): round trips per booking, a figure that the load of the
-// machine does not change, unlike the time.
-type queryCounter struct{ n atomic.Int64 }
-
-func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-
-func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
 // BenchmarkBook books distinct free slots of one practitioner, one after
 // the other, as POST /api/v1/appointments does (no reason given), and
-// reports the statements each booking sends.
+// reports the statements each booking sends and the round trips they
+// take.
 func BenchmarkBook(b *testing.B) {
 	cfg, err := pgxpool.ParseConfig(storetest.NewURL(b))
 	if err != nil {
@@ -56,7 +43,7 @@ func BenchmarkBook(b *testing.B) {
 	}
 
 	b.ReportAllocs()
-	counter.n.Store(0)
+	counter.reset()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i >= len(slots) {
@@ -67,5 +54,7 @@ func BenchmarkBook(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(counter.n.Load())/float64(b.N), "queries/op")
+	statements, roundTrips := counter.counts()
+	b.ReportMetric(float64(statements)/float64(b.N), "queries/op")
+	b.ReportMetric(float64(roundTrips)/float64(b.N), "roundtrips/op")
 }

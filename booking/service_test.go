@@ -221,9 +221,16 @@ func TestBookRefusals(t *testing.T) {
 	}
 }
 
-func TestConcurrentBookingsOfOneSlot(t *testing.T) {
+// TestConcurrentBookings releases 100 patients at once on 10 slots (ten
+// for each): every slot gets exactly one appointment, and every other
+// patient is told it was taken.
+func TestConcurrentBookings(t *testing.T) {
 	f := newFixture(t)
-	const n = 100
+	const n, nSlots = 100, 10
+	slots := make([]time.Time, nSlots)
+	for i := range slots {
+		slots[i] = at("14:00").Add(time.Duration(i) * 30 * time.Minute)
+	}
 	patients := make([]audit.Actor, n)
 	for i := range patients {
 		patients[i] = f.account("patient", "Patient")
@@ -236,26 +243,33 @@ func TestConcurrentBookingsOfOneSlot(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			_, errs[i] = f.book(patients[i], f.free, at("16:00"), "")
+			_, errs[i] = f.book(patients[i], f.free, slots[i%nSlots], "")
 		}(i)
 	}
 	close(start)
 	wg.Wait()
-	ok, taken := 0, 0
-	for _, err := range errs {
+	won := make([]int, nSlots)
+	for i, err := range errs {
 		switch {
 		case err == nil:
-			ok++
+			won[i%nSlots]++
 		case errors.Is(err, ErrSlotTaken):
-			taken++
 		default:
 			t.Errorf("unexpected error: %v", err)
 		}
 	}
-	var rows int
-	f.db.Pool.QueryRow(f.ctx, `SELECT count(*) FROM appointments WHERE practitioner_id = $1 AND starts_at = $2`, f.doc.ID, at("16:00")).Scan(&rows)
-	if ok != 1 || taken != n-1 || rows != 1 {
-		t.Fatalf("%d booked, %d slot_taken, %d rows; want 1, %d, 1", ok, taken, rows, n-1)
+	for i, s := range slots {
+		var rows int
+		f.db.Pool.QueryRow(f.ctx, `SELECT count(*) FROM appointments WHERE practitioner_id = $1 AND starts_at = $2`, f.doc.ID, s).Scan(&rows)
+		if won[i] != 1 || rows != 1 {
+			t.Errorf("slot %v: %d booked, %d rows; want 1, 1", s, won[i], rows)
+		}
+	}
+	// The losers' transactions left nothing behind.
+	var evs, audits int
+	f.db.Pool.QueryRow(f.ctx, `SELECT (SELECT count(*) FROM appointment_events), (SELECT count(*) FROM audit_log WHERE action = 'create' AND object_type = 'appointment')`).Scan(&evs, &audits)
+	if evs != nSlots || audits != nSlots {
+		t.Errorf("%d appointment events, %d audit entries; want %d each", evs, audits, nSlots)
 	}
 }
 
