@@ -84,6 +84,7 @@ type Service struct {
 var (
 	_ signaling.Hooks     = (*Service)(nil)
 	_ signaling.AdmitHook = (*Service)(nil)
+	_ signaling.CloseHook = (*Service)(nil)
 )
 
 // ICEServer is one entry of the answer's ice_servers.
@@ -225,7 +226,8 @@ func (s *Service) Admitted(room string, who auth.JoinClaims) {
 	s.async("admitted", room, func(ctx context.Context) error { return store.RoomAdmitted(ctx, s.DB.Pool, room) })
 }
 
-// Ended completes the appointment and triggers the payment capture.
+// Ended completes the appointment, ends the room's placement on this
+// node and triggers the payment capture.
 func (s *Service) Ended(room string, by auth.JoinClaims) {
 	s.async("ended", room, func(ctx context.Context) error {
 		var appt store.Appointment
@@ -245,19 +247,38 @@ func (s *Service) Ended(room string, by auth.JoinClaims) {
 			}
 			return nil
 		})
+		// The room is gone from this node whatever became of the
+		// appointment: it must stop counting as the node's load.
+		if ferr := s.finished(ctx, room); err == nil {
+			err = ferr
+		}
 		if err != nil {
 			return err
-		}
-		if s.Placer != nil && store.ValidID(room) {
-			if err := s.Placer.Finished(ctx, room); err != nil {
-				return err
-			}
 		}
 		if s.Completer != nil {
 			return s.Completer.OnCompleted(ctx, room)
 		}
 		return nil
 	})
+}
+
+// Closed ends the placement of a room that closed empty (everyone left
+// without ending the consultation), so that it no longer counts as this
+// node's load nor keeps a drained node waiting. A later join places the
+// room again.
+func (s *Service) Closed(room string) {
+	if s.Placer == nil {
+		return
+	}
+	s.async("closed", room, func(ctx context.Context) error { return s.finished(ctx, room) })
+}
+
+// finished tells the placer that room no longer lives on this node.
+func (s *Service) finished(ctx context.Context, room string) error {
+	if s.Placer == nil || !store.ValidID(room) {
+		return nil
+	}
+	return s.Placer.Finished(ctx, room)
 }
 
 func chatAAD(id string) vault.AAD {

@@ -117,6 +117,9 @@ func (r *room) closeIfEmpty() {
 	r.mu.Unlock()
 	r.media.Close()
 	r.srv.forgetRoom(r, false)
+	if h, ok := r.srv.hooks.(CloseHook); ok {
+		h.Closed(r.id)
+	}
 }
 
 func (r *room) isClosed() bool {

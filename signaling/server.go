@@ -47,6 +47,14 @@ type AdmitHook interface {
 	Admitted(room string, who auth.JoinClaims)
 }
 
+// CloseHook is implemented by Hooks that want to know when a room closed
+// because it stayed empty for EmptyRoomTimeout (everyone left without
+// ending the consultation), so that the room stops counting as this
+// node's load. Called from the room's timer, not from a client's loop.
+type CloseHook interface {
+	Closed(room string)
+}
+
 // Config tunes the signalling server. Zero values give the defaults.
 type Config struct {
 	// Media is the SFU to forward media with; nil creates one with
