@@ -82,7 +82,7 @@ type Client struct {
 	api         *webrtc.API
 	Participant string
 	Role        string
-	Opened      time.Time // socket open
+	Opened      time.Time // first socket open
 
 	wmu    sync.Mutex
 	ws     *websocket.Conn
@@ -99,6 +99,7 @@ type Client struct {
 	keyReq               [2][3]bool
 	videoSSRC            map[uint32]int
 	sentVideo, sentAudio atomic.Uint64
+	failovers            []Failover
 	stop                 chan struct{}
 	stopOnce             sync.Once
 	wg                   sync.WaitGroup
@@ -145,6 +146,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if c.up, c.down, err = c.newPeerConnections(); err != nil {
 		return nil, err
 	}
+	c.Opened = time.Now()
 	if err := c.connect(ctx, ""); err != nil {
 		c.Close()
 		return nil, err
@@ -180,7 +182,6 @@ func (c *Client) newPeerConnections() (up, down *webrtc.PeerConnection, err erro
 // connect opens the socket and performs the handshake; with resume it
 // resumes the session.
 func (c *Client) connect(ctx context.Context, resume string) error {
-	c.Opened = time.Now()
 	ws, _, err := websocket.DefaultDialer.DialContext(ctx, c.cfg.SignalURL, nil)
 	if err != nil {
 		return err
@@ -206,8 +207,12 @@ func (c *Client) connect(ctx context.Context, resume string) error {
 	if err := json.Unmarshal(data, &w); err != nil || w["type"] != "welcome" {
 		return fmt.Errorf("loadtest: expected welcome, got %s", data)
 	}
-	c.Participant, _ = w["participant"].(string)
-	c.Role, _ = w["role"].(string)
+	if c.Participant == "" {
+		// Set once, by Dial: a resume or a re-join keeps the identity,
+		// and others read these fields without a lock.
+		c.Participant, _ = w["participant"].(string)
+		c.Role, _ = w["role"].(string)
+	}
 	c.resume, _ = w["resume"].(string)
 	c.Events <- Event{Type: "welcome", Raw: w}
 	go c.readLoop(ws)
@@ -410,6 +415,25 @@ func (c *Client) From(participant, kind string) Stream {
 		}
 	}
 	return Stream{}
+}
+
+// Total returns what arrived from participant's kind over every stream
+// (a re-join brings new ones): packets and bytes summed, the earliest
+// first packet, every latency sample.
+func (c *Client) Total(participant, kind string) Stream {
+	t := Stream{Participant: participant, Kind: kind}
+	for _, s := range c.Received() {
+		if s.Participant != participant || s.Kind != kind || s.Packets == 0 {
+			continue
+		}
+		t.Packets += s.Packets
+		t.Bytes += s.Bytes
+		if t.First.IsZero() || s.First.Before(t.First) {
+			t.First = s.First
+		}
+		t.Latencies = append(t.Latencies, s.Latencies...)
+	}
+	return t
 }
 
 // SendREMB tells the server this receiver's bandwidth estimate.

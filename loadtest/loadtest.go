@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -28,14 +30,20 @@ import (
 
 // Config describes a load run.
 type Config struct {
-	SignalURL string           // ws://host/api/v1/signal
-	Signer    *auth.JoinSigner // signs both participants' tokens, with the server's key
-	Rooms     int              // concurrent 1:1 consultations
-	Duration  time.Duration    // measurement window, after everyone joined
+	// SignalURLs are the nodes' signalling URLs (ws://host/api/v1/signal);
+	// room i lives on SignalURLs[i % len]. When a room's node is lost,
+	// both its participants join it again on the first URL that answers
+	// in an order fixed by the room, so that they meet on the same node.
+	SignalURLs []string
+	Signer     *auth.JoinSigner // signs both participants' tokens, with the server's key
+	Rooms      int              // concurrent 1:1 consultations
+	Duration   time.Duration    // measurement window, after everyone joined
 	// VideoBitrate per camera in bit/s (default 1.5 Mbit/s, as an HD consult).
 	VideoBitrate int
-	Simulcast    bool
-	ICEServers   []webrtc.ICEServer
+	// Simulcast publishes three layers; such clients do not re-join
+	// after a node loss.
+	Simulcast  bool
+	ICEServers []webrtc.ICEServer
 	// ServerPID is the server's process id, whose CPU time is read from
 	// /proc; 0 means the server runs in this process, whose whole CPU time
 	// (clients included) is counted.
@@ -66,7 +74,13 @@ type Report struct {
 	CPUPerStreamSecond time.Duration
 	// CPUIncludesClients is true when the server ran in this process.
 	CPUIncludesClients bool
-	Errors             []string
+	// Interrupted counts the consults whose signalling socket dropped
+	// (their node was lost or restarted); Resumed those of them that had
+	// media both ways again. ResumeP50 and ResumeMax are the times from
+	// the first socket loss to media both ways again.
+	Interrupted, Resumed int
+	ResumeP50, ResumeMax time.Duration
+	Errors               []string
 }
 
 // String formats the report for people.
@@ -81,6 +95,11 @@ func (r Report) String() string {
 		who = "server and clients (same process)"
 	}
 	fmt.Fprintf(&b, "CPU (%s): %v over %.0f video stream-seconds = %.3f ms per forwarded stream-second\n", who, r.ServerCPU.Round(time.Millisecond), r.StreamSeconds, float64(r.CPUPerStreamSecond)/1e6)
+	fmt.Fprintf(&b, "interrupted (socket lost): %d, resumed: %d", r.Interrupted, r.Resumed)
+	if r.Resumed > 0 {
+		fmt.Fprintf(&b, ", media both ways again after p50 %v, max %v", r.ResumeP50.Round(10*time.Millisecond), r.ResumeMax.Round(10*time.Millisecond))
+	}
+	b.WriteString("\n")
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "error: %s\n", e)
 	}
@@ -92,10 +111,19 @@ type consult struct {
 	err      error
 }
 
+// packets returns what each side received from the other so far.
+func (c consult) packets() [2]uint64 {
+	var n [2]uint64
+	for i, p := range [][2]*Client{{c.doc, c.pat}, {c.pat, c.doc}} {
+		n[i] = p[0].Total(p[1].Participant, "video").Packets + p[0].Total(p[1].Participant, "audio").Packets
+	}
+	return n
+}
+
 // Run opens cfg.Rooms consultations, measures for cfg.Duration and
 // closes them.
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	if cfg.Signer == nil || cfg.SignalURL == "" || cfg.Rooms <= 0 {
+	if cfg.Signer == nil || len(cfg.SignalURLs) == 0 || cfg.Rooms <= 0 {
 		return Report{}, errors.New("loadtest: needs a signal URL, a signer and at least one room")
 	}
 	if cfg.VideoBitrate == 0 {
@@ -116,12 +144,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			consults[i].doc, consults[i].pat, consults[i].err = startConsult(ctx, cfg, cfg.RoomPrefix+strconv.Itoa(i))
+			consults[i].doc, consults[i].pat, consults[i].err = startConsult(ctx, cfg, i)
 		}()
 		time.Sleep(cfg.JoinSpacing)
 	}
 	wg.Wait()
+	watch := newOutages(consults)
 	defer func() {
+		watch.stop()
 		for _, c := range consults {
 			for _, x := range []*Client{c.doc, c.pat} {
 				if x != nil {
@@ -149,10 +179,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for _, c := range live {
 		for _, p := range [][2]*Client{{c.doc, c.pat}, {c.pat, c.doc}} {
-			for p[0].From(p[1].Participant, "video").Packets == 0 && time.Now().Before(deadline) {
+			for p[0].Total(p[1].Participant, "video").Packets == 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if s := p[0].From(p[1].Participant, "video"); s.Packets > 0 {
+			if s := p[0].Total(p[1].Participant, "video"); s.Packets > 0 {
 				joins = append(joins, s.First.Sub(p[0].Opened))
 			} else {
 				rep.Failed++
@@ -166,8 +196,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			for _, p := range [][2]*Client{{c.doc, c.pat}, {c.pat, c.doc}} {
 				v, a := p[1].Sent()
 				sent += v + a
-				recv += p[0].From(p[1].Participant, "video").Packets + p[0].From(p[1].Participant, "audio").Packets
 			}
+			n := c.packets()
+			recv += n[0] + n[1]
 		}
 		return
 	}
@@ -191,6 +222,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	window := time.Since(start)
 	sent1, recv1 := count()
+	// A consult interrupted near the end of the window gets the time the
+	// service promises to resume.
+	watch.settle(failoverDeadline + 2*time.Second)
+	rep.Interrupted, rep.Resumed, rep.ResumeP50, rep.ResumeMax = watch.report()
 
 	if sent1 > sent0 {
 		rep.DeliveryRatio = float64(recv1-recv0) / float64(sent1-sent0)
@@ -199,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for _, c := range live {
 		for _, p := range [][2]*Client{{c.doc, c.pat}, {c.pat, c.doc}} {
 			for _, kind := range []string{"video", "audio"} {
-				lat = append(lat, p[0].From(p[1].Participant, kind).Latencies...)
+				lat = append(lat, p[0].Total(p[1].Participant, kind).Latencies...)
 			}
 		}
 	}
@@ -213,14 +248,33 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	return rep, nil
 }
 
-// startConsult joins a practitioner and a patient, both publishing, and
-// has the practitioner admit the patient.
-func startConsult(ctx context.Context, cfg Config, room string) (doc, pat *Client, err error) {
-	tok := func(who, role string) (string, error) {
-		return cfg.Signer.Sign(auth.JoinClaims{Room: room, Participant: who, Name: who, Role: role, Expires: time.Now().Add(10 * time.Minute)})
+// startConsult joins the practitioner and the patient of room i, both
+// publishing, and has the practitioner admit the patient.
+func startConsult(ctx context.Context, cfg Config, i int) (doc, pat *Client, err error) {
+	room := cfg.RoomPrefix + strconv.Itoa(i)
+	tok := func(who, role string, admitted bool) (string, error) {
+		return cfg.Signer.Sign(auth.JoinClaims{Room: room, Participant: who, Name: who, Role: role, Expires: time.Now().Add(10 * time.Minute), Admitted: admitted})
 	}
-	cc := ClientConfig{SignalURL: cfg.SignalURL, ICEServers: cfg.ICEServers, VideoBitrate: cfg.VideoBitrate, Simulcast: cfg.Simulcast, Audio: true}
-	if cc.Token, err = tok("doc-"+room, auth.RolePractitioner); err != nil {
+	config := func(who, role string) (ClientConfig, error) {
+		cc := ClientConfig{SignalURL: cfg.SignalURLs[i%len(cfg.SignalURLs)], ICEServers: cfg.ICEServers, VideoBitrate: cfg.VideoBitrate, Simulcast: cfg.Simulcast, Audio: true}
+		var err error
+		if cc.Token, err = tok(who, role, false); err != nil || cfg.Simulcast {
+			return cc, err
+		}
+		cc.Rejoin = func(ctx context.Context) (string, string, error) {
+			url, err := rejoinURL(ctx, cfg.SignalURLs, i)
+			if err != nil {
+				return "", "", err
+			}
+			// The patient was admitted on the lost node (the practitioner
+			// admits at once): the new node must not keep them waiting.
+			t, err := tok(who, role, role == auth.RolePatient)
+			return url, t, err
+		}
+		return cc, nil
+	}
+	cc, err := config("doc-"+room, auth.RolePractitioner)
+	if err != nil {
 		return nil, nil, err
 	}
 	jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -231,7 +285,7 @@ func startConsult(ctx context.Context, cfg Config, room string) (doc, pat *Clien
 	if err = doc.Publish(); err != nil {
 		return doc, nil, err
 	}
-	if cc.Token, err = tok("pat-"+room, auth.RolePatient); err != nil {
+	if cc, err = config("pat-"+room, auth.RolePatient); err != nil {
 		return doc, nil, err
 	}
 	if pat, err = Dial(jctx, cc); err != nil {
@@ -247,6 +301,189 @@ func startConsult(ctx context.Context, cfg Config, room string) (doc, pat *Clien
 		return doc, pat, err
 	}
 	return doc, pat, nil
+}
+
+// rejoinURL returns the first of urls, in room i's order, whose host
+// accepts a TCP connection. Both participants of a room whose node was
+// lost ask it, and meet on the node it names. Room i's order is its own
+// node, i % len(urls), then the others round the list from a start that
+// varies with i, so that the rooms of a lost node spread over the others.
+func rejoinURL(ctx context.Context, urls []string, i int) (string, error) {
+	var d net.Dialer
+	var errs []error
+	n := len(urls)
+	for k := range n {
+		j := i % n
+		if k > 0 {
+			j = (j + 1 + (i/n+k-1)%(n-1)) % n
+		}
+		u := urls[j]
+		host, err := dialHost(u)
+		if err != nil {
+			return "", err
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		conn, err := d.DialContext(pctx, "tcp", host)
+		cancel()
+		if err == nil {
+			conn.Close()
+			return u, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("loadtest: no signalling URL answers: %w", errors.Join(errs...))
+}
+
+// probeTimeout bounds the check that a node answers: a lost node's
+// address may drop packets instead of refusing.
+const probeTimeout = 500 * time.Millisecond
+
+// dialHost returns the host:port a ws(s) URL connects to.
+func dialHost(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("loadtest: bad signalling URL %q", s)
+	}
+	if u.Port() != "" {
+		return u.Host, nil
+	}
+	if u.Scheme == "wss" || u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443"), nil
+	}
+	return net.JoinHostPort(u.Hostname(), "80"), nil
+}
+
+// outages follows, while the load runs, the consults whose socket
+// dropped: from the first loss until both sides, back in session,
+// receive media from each other again.
+type outages struct {
+	consults []consult
+	done     chan struct{}
+	stopped  chan struct{}
+
+	mu      sync.Mutex // guards the fields below
+	state   []outage
+	resumed []time.Duration
+	failed  int
+}
+
+// outage is the reconnection of one consult in progress.
+type outage struct {
+	seen   [2]int // failovers of doc and pat already counted
+	lost   time.Time
+	active bool
+	based  bool
+	base   [2]uint64 // packets each way once both sides were back
+}
+
+func newOutages(cs []consult) *outages {
+	o := &outages{consults: cs, done: make(chan struct{}), stopped: make(chan struct{}), state: make([]outage, len(cs))}
+	go o.run()
+	return o
+}
+
+func (o *outages) run() {
+	defer close(o.stopped)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.done:
+			return
+		case <-t.C:
+		}
+		for i, c := range o.consults {
+			if c.err == nil {
+				o.poll(i, c)
+			}
+		}
+	}
+}
+
+// poll advances consult i's outage, if any.
+func (o *outages) poll(i int, c consult) {
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := &o.state[i]
+	pending, failed := false, false
+	for k, cl := range []*Client{c.doc, c.pat} {
+		fs := cl.Failovers()
+		for _, f := range fs[st.seen[k]:] {
+			if !st.active {
+				st.active, st.lost = true, f.Lost
+			}
+			st.lost, st.based = minTime(st.lost, f.Lost), false
+			if f.Done.IsZero() {
+				pending = true
+				break
+			}
+			if f.Err != nil {
+				failed = true
+			}
+			st.seen[k]++
+		}
+	}
+	switch {
+	case !st.active || pending:
+	case failed:
+		o.failed++
+		st.active = false
+	case !st.based:
+		st.base, st.based = c.packets(), true
+	default:
+		if n := c.packets(); n[0] > st.base[0] && n[1] > st.base[1] {
+			o.resumed = append(o.resumed, now.Sub(st.lost))
+			st.active = false
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// settle waits, up to max, for the consults being reconnected.
+func (o *outages) settle(max time.Duration) {
+	until := time.Now().Add(max)
+	for time.Now().Before(until) {
+		o.mu.Lock()
+		busy := false
+		for _, st := range o.state {
+			busy = busy || st.active
+		}
+		o.mu.Unlock()
+		if !busy {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// report returns the consults interrupted and resumed, and the resume
+// times' median and maximum. A consult still reconnecting counts as
+// interrupted, not resumed.
+func (o *outages) report() (interrupted, resumed int, p50, worst time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	interrupted = len(o.resumed) + o.failed
+	for _, st := range o.state {
+		if st.active {
+			interrupted++
+		}
+	}
+	for _, d := range o.resumed {
+		worst = max(worst, d)
+	}
+	return interrupted, len(o.resumed), percentile(o.resumed, 50), worst
+}
+
+func (o *outages) stop() {
+	close(o.done)
+	<-o.stopped
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

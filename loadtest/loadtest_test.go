@@ -119,11 +119,11 @@ func TestRunAgainstServerProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second+2*time.Minute)
 	defer cancel()
 	rep, err := loadtest.Run(ctx, loadtest.Config{
-		SignalURL: "ws://" + addr + "/api/v1/signal",
-		Signer:    auth.NewJoinSigner([]byte(testKey)),
-		Rooms:     rooms,
-		Duration:  time.Duration(secs) * time.Second,
-		ServerPID: cmd.Process.Pid,
+		SignalURLs: []string{"ws://" + addr + "/api/v1/signal"},
+		Signer:     auth.NewJoinSigner([]byte(testKey)),
+		Rooms:      rooms,
+		Duration:   time.Duration(secs) * time.Second,
+		ServerPID:  cmd.Process.Pid,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -148,8 +148,8 @@ func TestRunInProcess(t *testing.T) {
 	go hs.Serve(l)
 	defer hs.Close()
 	rep, err := loadtest.Run(context.Background(), loadtest.Config{
-		SignalURL: "ws://" + l.Addr().String() + "/api/v1/signal",
-		Signer:    auth.NewJoinSigner([]byte(testKey)), Rooms: 1, Duration: 2 * time.Second, VideoBitrate: 500_000, Simulcast: true,
+		SignalURLs: []string{"ws://" + l.Addr().String() + "/api/v1/signal"},
+		Signer:     auth.NewJoinSigner([]byte(testKey)), Rooms: 1, Duration: 2 * time.Second, VideoBitrate: 500_000, Simulcast: true,
 	})
 	if err != nil {
 		t.Fatal(err)

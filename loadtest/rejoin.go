@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -33,9 +34,32 @@ func final(err error) bool {
 	return true
 }
 
+// Failover is one reconnection after the socket dropped.
+type Failover struct {
+	Lost time.Time // the socket dropped
+	// Done is when the session was back (Err nil) or given up; zero
+	// while the client is still trying.
+	Done time.Time
+	// Rejoined is true when the session was joined again through Rejoin
+	// (its node was gone), false when it was resumed on its node.
+	Rejoined bool
+	Err      error
+}
+
+// Failovers returns the client's reconnections so far, oldest first.
+func (c *Client) Failovers() []Failover {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.failovers)
+}
+
 // failover tries to resume the session on its node, then asks for a new
 // placement and joins there, until failoverDeadline.
 func (c *Client) failover() {
+	c.mu.Lock()
+	c.failovers = append(c.failovers, Failover{Lost: time.Now()})
+	i := len(c.failovers) - 1
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), failoverDeadline)
 	defer cancel()
 	go func() {
@@ -48,6 +72,7 @@ func (c *Client) failover() {
 	rctx, rcancel := context.WithTimeout(ctx, time.Second)
 	err := c.Resume(rctx)
 	rcancel()
+	rejoined := err != nil
 	for err != nil && ctx.Err() == nil {
 		var url, token string
 		if url, token, err = c.cfg.Rejoin(ctx); err == nil {
@@ -60,6 +85,9 @@ func (c *Client) failover() {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	c.mu.Lock()
+	c.failovers[i].Done, c.failovers[i].Rejoined, c.failovers[i].Err = time.Now(), rejoined, err
+	c.mu.Unlock()
 	ev := Event{Type: "rejoined", Raw: map[string]any{}}
 	if err != nil {
 		ev = Event{Type: "closed", Raw: map[string]any{"error": err}}

@@ -115,3 +115,38 @@ func TestClientsRejoinAnotherNode(t *testing.T) {
 		}
 	}
 }
+
+// TestRejoinURLIsTheRoomsFirstLiveNode: after a node loss, both
+// participants of a room ask where to join again; the answer depends only
+// on the room and on which nodes answer, so they meet on one node, and
+// rooms of the lost node spread over the live ones.
+func TestRejoinURLIsTheRoomsFirstLiveNode(t *testing.T) {
+	var urls []string
+	var ls []net.Listener
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+		urls = append(urls, "ws://"+l.Addr().String()+"/api/v1/signal")
+	}
+	ctx := context.Background()
+	for i := range 6 {
+		if u, err := loadtest.RejoinURL(ctx, urls, i); err != nil || u != urls[i%3] {
+			t.Fatalf("room %d with every node up: %q %v, want its own %q", i, u, err, urls[i%3])
+		}
+	}
+	ls[1].Close() // node 1 is lost
+	for i, want := range []int{0, 2, 2, 0, 0, 2} {
+		if u, err := loadtest.RejoinURL(ctx, urls, i); err != nil || u != urls[want] {
+			t.Fatalf("room %d with node 1 lost: %q %v, want %q", i, u, err, urls[want])
+		}
+	}
+	ls[0].Close()
+	ls[2].Close()
+	if u, err := loadtest.RejoinURL(ctx, urls, 0); err == nil {
+		t.Fatalf("every node lost: %q", u)
+	}
+}

@@ -45,7 +45,7 @@ func main() {
 	case "audit":
 		err = runAudit(ctx, args)
 	case "loadtest":
-		err = runLoadtest(ctx, args)
+		err = runLoadtest(ctx, args, os.Stdout)
 	case "node":
 		err = runNode(ctx, args, os.Stdout)
 	case "help", "-h", "--help":

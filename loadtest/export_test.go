@@ -1,0 +1,4 @@
+package loadtest
+
+// RejoinURL is rejoinURL, for the tests.
+var RejoinURL = rejoinURL
