@@ -35,7 +35,7 @@ func appointments(t *testing.T, db *store.DB, n int) []string {
 	start := time.Now().Truncate(time.Hour).Add(time.Hour)
 	ids := make([]string, n)
 	for i := range ids {
-		s := start.Add(time.Duration(i) * time.Hour)
+		s := start.Add(time.Duration(i) * 30 * time.Minute)
 		q(`INSERT INTO appointments (practitioner_id, consultation_type_id, patient_id, mode, starts_at, ends_at, status)
 			VALUES ($1, $2, $3, 'video', $4, $5, 'confirmed') RETURNING id::text`, &ids[i], doc, ct, pat, s, s.Add(30*time.Minute))
 	}

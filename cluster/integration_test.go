@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,16 +29,21 @@ import (
 	"teleconsult/store/storetest"
 )
 
-// TestThreeNodesSurviveAKill starts three `teleconsult serve` processes
-// on 127.0.0.1-3 against one database, places consults with Pion clients
-// (they spread over the nodes), SIGKILLs one node, and checks that every
-// consult it held resumes on a live node, media flowing both ways, within
-// 10 seconds.
-func TestThreeNodesSurviveAKill(t *testing.T) {
+// TestThreeNodesDrainAndSurviveAKill starts three `teleconsult serve`
+// processes on 127.0.0.1-3 against one database and places consults with
+// Pion clients (they spread over the nodes). It drains one node with
+// `teleconsult node drain`: its consults stay and keep their media, new
+// consults go elsewhere, `node drain --wait` returns once its consults
+// ended, and `node undrain` makes it take rooms again. Then it SIGKILLs
+// another node and checks that every consult it held resumes on a live
+// node, media flowing both ways, within 10 seconds.
+func TestThreeNodesDrainAndSurviveAKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes")
 	}
-	const consults = 20
+	// consults run from the start; late ones start once a node drains;
+	// one more room is placed after the undrain.
+	const consults, late = 20, 4
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "teleconsult")
 	build := exec.Command("go", "build", "-o", bin, "teleconsult/cmd/teleconsult")
@@ -50,7 +56,7 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rooms := appointments(t, db, consults)
+	rooms := appointments(t, db, consults+late+1)
 	// Reminders falling due: five appointments a day ahead, booked two
 	// days ago, whose day-before email every node's worker finds at start.
 	const reminders = 5
@@ -138,56 +144,66 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 		node      string
 		docID, pt string
 	}
-	calls := make([]*call, consults)
-	var wg sync.WaitGroup
-	errs := make(chan error, consults)
-	for i := range calls {
-		c := &call{room: rooms[i], docID: "doc-" + rooms[i], pt: "pat-" + rooms[i]}
-		calls[i] = c
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dial := func(who, role string) (*loadtest.Client, error) {
-				url, tok, err := place(ctx, c.room, who, role)
-				if err != nil {
-					return nil, err
-				}
-				cl, err := loadtest.Dial(ctx, loadtest.ClientConfig{SignalURL: url, Token: tok, VideoBitrate: 100_000, Audio: true,
-					Rejoin: func(ctx context.Context) (string, string, error) { return place(ctx, c.room, who, role) }})
-				if err != nil {
-					return nil, err
-				}
-				return cl, cl.Publish()
-			}
-			var err error
-			if c.doc, err = dial(c.docID, auth.RolePractitioner); err != nil {
-				errs <- err
-				return
-			}
-			if c.pat, err = dial(c.pt, auth.RolePatient); err != nil {
-				errs <- err
-				return
-			}
-			if _, err = c.doc.Wait(ctx, "waiting"); err == nil {
-				err = c.doc.Send(map[string]any{"type": "admit", "participant": c.pt})
-			}
-			if err != nil {
-				errs <- err
-			}
-		}()
-		time.Sleep(20 * time.Millisecond)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	var closers []*loadtest.Client
 	t.Cleanup(func() {
-		for _, c := range calls {
-			c.doc.Close()
-			c.pat.Close()
+		for _, cl := range closers {
+			cl.Close()
 		}
 	})
+	// start begins the consults of rooms: both participants join through
+	// the placement, publish, and the practitioner admits the patient.
+	start := func(rooms []string) []*call {
+		calls := make([]*call, len(rooms))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		errs := make(chan error, len(rooms))
+		for i := range calls {
+			c := &call{room: rooms[i], docID: "doc-" + rooms[i], pt: "pat-" + rooms[i]}
+			calls[i] = c
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dial := func(who, role string) (*loadtest.Client, error) {
+					url, tok, err := place(ctx, c.room, who, role)
+					if err != nil {
+						return nil, err
+					}
+					cl, err := loadtest.Dial(ctx, loadtest.ClientConfig{SignalURL: url, Token: tok, VideoBitrate: 100_000, Audio: true,
+						Rejoin: func(ctx context.Context) (string, string, error) { return place(ctx, c.room, who, role) }})
+					if err != nil {
+						return nil, err
+					}
+					mu.Lock()
+					closers = append(closers, cl)
+					mu.Unlock()
+					return cl, cl.Publish()
+				}
+				var err error
+				if c.doc, err = dial(c.docID, auth.RolePractitioner); err != nil {
+					errs <- err
+					return
+				}
+				if c.pat, err = dial(c.pt, auth.RolePatient); err != nil {
+					errs <- err
+					return
+				}
+				if _, err = c.doc.Wait(ctx, "waiting"); err == nil {
+					err = c.doc.Send(map[string]any{"type": "admit", "participant": c.pt})
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+			time.Sleep(20 * time.Millisecond)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		return calls
+	}
+	calls := start(rooms[:consults])
 	// video counts what cl received from participant, over every stream
 	// (a rejoin brings new ones).
 	video := func(cl *loadtest.Client, from string) uint64 {
@@ -202,39 +218,138 @@ func TestThreeNodesSurviveAKill(t *testing.T) {
 	flowing := func(c *call, since [2]uint64) bool {
 		return video(c.doc, c.pt) > since[0]+5 && video(c.pat, c.docID) > since[1]+5
 	}
-	perNode := map[string]int{}
-	for _, c := range calls {
-		var p cluster.Placement
-		if p, err = reg.Place(ctx, c.room); err != nil {
-			t.Fatal(err)
-		}
-		c.node = p.Node
-		perNode[p.Node]++
-		for !flowing(c, [2]uint64{}) {
-			if ctx.Err() != nil {
-				t.Fatalf("consult %s on %s: no media", c.room, c.node)
+	// settle finds where each consult lives and waits for its media and
+	// the record of its admission (the hook is async).
+	settle := func(calls []*call) map[string]int {
+		perNode := map[string]int{}
+		for _, c := range calls {
+			var p cluster.Placement
+			if p, err = reg.Place(ctx, c.room); err != nil {
+				t.Fatal(err)
 			}
-			time.Sleep(20 * time.Millisecond)
+			c.node = p.Node
+			perNode[p.Node]++
+			for !flowing(c, [2]uint64{}) {
+				if ctx.Err() != nil {
+					t.Fatalf("consult %s on %s: no media", c.room, c.node)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
+		for _, c := range calls {
+			for ok := false; !ok; time.Sleep(20 * time.Millisecond) {
+				if ok, err = store.RoomWasAdmitted(ctx, db.Pool, c.room); err != nil || ctx.Err() != nil {
+					t.Fatalf("admission of %s not recorded: %v", c.room, err)
+				}
+			}
+		}
+		return perNode
 	}
+	perNode := settle(calls)
 	t.Logf("consults per node: %v", perNode)
 	for _, n := range nodes {
 		if perNode[n.id] == 0 {
 			t.Fatalf("no consult on %s: %v", n.id, perNode)
 		}
 	}
-	// Every admission is recorded before the kill (the hook is async).
+
+	// Drain the node with the fewest consults, the one new rooms would
+	// go to first (the first node is kept for the kill).
+	drained := nodes[1]
+	if perNode[nodes[2].id] < perNode[drained.id] {
+		drained = nodes[2]
+	}
+	nodeCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, append([]string{"node"}, args...)...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "DATA_DIR="+filepath.Join(dir, "operator"), "NODE_HEARTBEAT=1s", "LOG_LEVEL=warn")
+		return cmd
+	}
+	runNode := func(args ...string) string {
+		t.Helper()
+		out, err := nodeCmd(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("teleconsult node %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := runNode("drain", "--node", drained.id); !strings.Contains(out, "drained") {
+		t.Fatalf("drain: %q", out)
+	}
+	var held, running []*call
+	since := map[*call][2]uint64{}
 	for _, c := range calls {
-		for ok := false; !ok; time.Sleep(20 * time.Millisecond) {
-			if ok, err = store.RoomWasAdmitted(ctx, db.Pool, c.room); err != nil || ctx.Err() != nil {
-				t.Fatalf("admission of %s not recorded: %v", c.room, err)
-			}
+		if c.node == drained.id {
+			held = append(held, c)
+			since[c] = [2]uint64{video(c.doc, c.pt), video(c.pat, c.docID)}
+		} else {
+			running = append(running, c)
 		}
 	}
+	lateCalls := start(rooms[consults : consults+late])
+	for n, k := range settle(lateCalls) {
+		if n == drained.id {
+			t.Fatalf("%d consults placed on %s after its drain", k, n)
+		}
+	}
+	running = append(running, lateCalls...)
+	// The drained node's consults stay there, media flowing, no client
+	// having had to reconnect.
+	for _, c := range held {
+		for !flowing(c, since[c]) {
+			if ctx.Err() != nil {
+				t.Fatalf("consult %s on the drained node: media stopped", c.room)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p, err := reg.Place(ctx, c.room)
+		if err != nil || p.Node != drained.id {
+			t.Fatalf("consult %s moved from the drained node to %s (%v)", c.room, p.Node, err)
+		}
+		if f := append(c.doc.Failovers(), c.pat.Failovers()...); len(f) != 0 {
+			t.Fatalf("consult %s on the drained node reconnected: %+v", c.room, f)
+		}
+	}
+	// drain --wait waits while the node has rooms, and returns once its
+	// consults ended.
+	wait := nodeCmd("drain", "--node", drained.id, "--wait")
+	var waitOut strings.Builder
+	wait.Stdout, wait.Stderr = &waitOut, &waitOut
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- wait.Wait() }()
+	t.Cleanup(func() { _ = wait.Process.Kill() })
+	select {
+	case err := <-waited:
+		t.Fatalf("drain --wait returned while %d consults ran on the node: %v\n%s", len(held), err, waitOut.String())
+	case <-time.After(2500 * time.Millisecond): // two heartbeats of the node and of the wait
+	}
+	for _, c := range held {
+		if err := c.doc.Send(map[string]any{"type": "end"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ended := time.Now()
+	select {
+	case err := <-waited:
+		if err != nil || !strings.Contains(waitOut.String(), "no room left") {
+			t.Fatalf("drain --wait: %v\n%s", err, waitOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("drain --wait still waiting 20 s after the node's %d consults ended", len(held))
+	}
+	drainedAfter := time.Since(ended)
+	runNode("undrain", "--node", drained.id)
+	if p, err := reg.Place(ctx, rooms[consults+late]); err != nil || p.Node != drained.id {
+		t.Fatalf("a room after the undrain went to %s, not to the empty node %s (%v)", p.Node, drained.id, err)
+	}
+	t.Logf("drained %s: its %d consults stayed, %d late consults went elsewhere, drain --wait returned %v after they ended",
+		drained.id, len(held), late, drainedAfter.Round(10*time.Millisecond))
+	calls = running
 
 	victim := nodes[0]
 	var affected []*call
-	since := map[*call][2]uint64{}
 	for _, c := range calls {
 		if c.node == victim.id {
 			affected = append(affected, c)
