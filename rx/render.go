@@ -119,7 +119,10 @@ func formatMeasure(v float64) string {
 }
 
 // Render draws the prescription as an A4 PDF, unsigned. The signature
-// block shows who signs; the signature itself is added by signPDF.
+// block shows who signs; the signature itself is added by signPDF. A
+// draft (d.Draft) is drawn without number, access code, QR code or
+// signature block, under a banner and a watermark on every page saying
+// that it is not valid for dispensing.
 //
 // The text is set in Go Regular, embedded. When every character fits
 // Windows-1252 (the usual case) the font is the one prepared once per
@@ -152,7 +155,15 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 	addFont(pdf)
 	st := &textStyle{pdf: pdf}
 	pdf.SetHeaderFunc(st.reapply)
-	pdf.SetTitle("Ordonnance "+FormatNumber(d.Number), true)
+	title := "Ordonnance " + FormatNumber(d.Number)
+	if d.Draft {
+		pdf.SetHeaderFunc(func() {
+			draftMarks(pdf, tx)
+			st.reapply()
+		})
+		title = "Brouillon d'ordonnance, non valable"
+	}
+	pdf.SetTitle(title, true)
 	pdf.SetAuthor(d.Prescriber.Name, true)
 	pdf.SetSubject("Ordonnance médicale", true)
 	pdf.SetCreator("teleconsult", true)
@@ -168,7 +179,11 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 		pdf.SetTextColor(90, 90, 90)
 		// Every page names the prescription and the patient, so a loose
 		// second page is still attributable.
-		pdf.CellFormat(textW*0.8, 4, tx("Ordonnance n° "+FormatNumber(d.Number)+" — "+strings.ToUpper(d.Patient.Surname)+" "+d.Patient.FirstNames), "", 0, "L", false, 0, "")
+		name := "Ordonnance n° " + FormatNumber(d.Number)
+		if d.Draft {
+			name = "Brouillon non valable"
+		}
+		pdf.CellFormat(textW*0.8, 4, tx(name+" — "+strings.ToUpper(d.Patient.Surname)+" "+d.Patient.FirstNames), "", 0, "L", false, 0, "")
 		pdf.CellFormat(textW*0.2, 4, tx(fmt.Sprintf("Page %d/{nb}", pdf.PageNo())), "", 0, "R", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
 	})
@@ -199,17 +214,32 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 	}
 	leftBottom := pdf.GetY()
 
-	// QR code, number and access code, top right.
+	// QR code, number and access code, top right. A draft has none: an
+	// empty frame stands where they will be.
 	qrX := pageW - margin - qrSize
-	if err := drawQR(pdf, QRPayload(d.Number, d.AccessCode), qrX, margin, qrSize); err != nil {
-		return nil, err
+	if d.Draft {
+		pdf.SetDrawColor(150, 150, 150)
+		pdf.SetLineWidth(0.3)
+		pdf.SetDashPattern([]float64{1.5, 1.5}, 0)
+		pdf.Rect(qrX, margin, qrSize, qrSize, "D")
+		pdf.SetDashPattern(nil, 0)
+		st.set(false, 7.5)
+		st.color(90, 90, 90)
+		pdf.SetXY(qrX+2, margin+qrSize/2-6)
+		pdf.MultiCell(qrSize-4, 3.5, tx("Code QR, numéro et code d'accès donnés à la signature"), "", "C", false)
+		st.color(0, 0, 0)
+		pdf.SetY(margin + qrSize + 0.5)
+	} else {
+		if err := drawQR(pdf, QRPayload(d.Number, d.AccessCode), qrX, margin, qrSize); err != nil {
+			return nil, err
+		}
+		st.set(true, 8.5)
+		pdf.SetXY(qrX-8, margin+qrSize+0.5)
+		pdf.CellFormat(qrSize+8, 4, tx(FormatNumber(d.Number)), "", 2, "C", false, 0, "")
+		st.set(false, 7.5)
+		pdf.SetX(qrX - 8)
+		pdf.CellFormat(qrSize+8, 3.5, tx("Code d'accès : "+FormatAccessCode(d.AccessCode)), "", 2, "C", false, 0, "")
 	}
-	st.set(true, 8.5)
-	pdf.SetXY(qrX-8, margin+qrSize+0.5)
-	pdf.CellFormat(qrSize+8, 4, tx(FormatNumber(d.Number)), "", 2, "C", false, 0, "")
-	st.set(false, 7.5)
-	pdf.SetX(qrX - 8)
-	pdf.CellFormat(qrSize+8, 3.5, tx("Code d'accès : "+FormatAccessCode(d.AccessCode)), "", 2, "C", false, 0, "")
 	rightBottom := pdf.GetY()
 
 	y := max(leftBottom, rightBottom) + 3
@@ -320,6 +350,9 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 		validity += ", renouvellements compris. Délivrance initiale puis " + plural(r, "renouvellement", "renouvellements") + " au plus"
 	}
 	validity += "."
+	if d.Draft {
+		validity = "Si elle est signée ce jour : " + strings.ToLower(validity[:1]) + validity[1:]
+	}
 	pdf.MultiCell(textW, lineH, tx(validity), "", "L", false)
 
 	pdf.Ln(4)
@@ -330,6 +363,17 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 	pdf.SetLineWidth(0.4)
 	pdf.Rect(boxX, boxY, boxW, sigH, "D")
 	pdf.SetXY(boxX+3, boxY+2)
+	if d.Draft {
+		st.set(true, 9.5)
+		st.color(draftRed[0], draftRed[1], draftRed[2])
+		pdf.CellFormat(boxW-6, lineH, tx("Non signé : brouillon"), "", 2, "L", false, 0, "")
+		st.color(0, 0, 0)
+		st.set(true, 10.5)
+		pdf.CellFormat(boxW-6, lineH+0.5, tx(p.Name), "", 2, "L", false, 0, "")
+		st.set(false, 8.5)
+		pdf.MultiCell(boxW-6, 4.2, tx("La signature électronique, la date et l'heure sont apposées quand le prescripteur signe."), "", "L", false)
+		return output(pdf)
+	}
 	st.set(true, 9.5)
 	st.color(30, 60, 120)
 	pdf.CellFormat(boxW-6, lineH, tx("Signé électroniquement par"), "", 2, "L", false, 0, "")
@@ -343,12 +387,53 @@ func render(d Document, addFont func(*fpdf.Fpdf), tx func(string) string) ([]byt
 	st.set(false, 7.5)
 	st.color(90, 90, 90)
 	pdf.CellFormat(boxW-6, 4, tx("Signature numérique vérifiable dans tout lecteur PDF"), "", 2, "L", false, 0, "")
+	return output(pdf)
+}
 
+func output(pdf *fpdf.Fpdf) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
 		return nil, fmt.Errorf("rx: render: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// draftRed is the colour of a draft's marks.
+var draftRed = [3]int{180, 20, 20}
+
+// Draft marks: the banner across the top margin, and the watermark
+// across the page.
+const (
+	draftBanner    = "BROUILLON — NON SIGNÉ — NON VALABLE POUR LA DÉLIVRANCE"
+	draftWatermark = "BROUILLON NON VALABLE"
+)
+
+// draftMarks draws, at the start of each page of a draft, a banner in the
+// top margin and a pale diagonal watermark under the page's text: a
+// printed or forwarded preview cannot pass for a prescription, whichever
+// page is looked at.
+func draftMarks(pdf *fpdf.Fpdf, tx func(string) string) {
+	x, y := pdf.GetXY()
+	pdf.SetTextRenderingMode(0)
+
+	pdf.SetFillColor(draftRed[0], draftRed[1], draftRed[2])
+	pdf.Rect(margin, 6, textW, 8, "F")
+	pdf.SetFont("Go", "", 10)
+	pdf.SetTextColor(255, 255, 255)
+	pdf.SetXY(margin, 6)
+	pdf.CellFormat(textW, 8, tx(draftBanner), "", 0, "C", false, 0, "")
+
+	// Pale enough that the text drawn over it reads as on white paper.
+	pdf.SetFont("Go", "", 54)
+	pdf.SetTextColor(246, 206, 206)
+	w := pdf.GetStringWidth(tx(draftWatermark))
+	const cx, cy = pageW / 2, 297.0 / 2
+	pdf.TransformBegin()
+	pdf.TransformRotate(55, cx, cy)
+	pdf.Text(cx-w/2, cy+7, tx(draftWatermark))
+	pdf.TransformEnd()
+
+	pdf.SetXY(x, y)
 }
 
 // drawQR draws the QR code of payload as filled squares (crisp at any

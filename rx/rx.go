@@ -218,6 +218,10 @@ type Document struct {
 	SignedAt   time.Time
 	ValidUntil time.Time
 	Replaces   string // number of the prescription this one corrects, if any
+	// Draft marks a preview of a draft: no number, access code or QR
+	// code, no signature, and every page says it is not valid for
+	// dispensing. SignedAt is then the date of the preview.
+	Draft bool
 	// SignerSubject and Issuer describe the certificate in the signature block.
 	SignerSubject string
 	SignerSerial  string
