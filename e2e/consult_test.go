@@ -120,11 +120,34 @@ func TestJourneyConsultAndPrescription(t *testing.T) {
 	if sheet := pro.text("#rx-sheet"); !strings.Contains(sheet, "Amoxicilline 500 mg gélule") || !strings.Contains(sheet, "Camille Martin") || !strings.Contains(sheet, "10101010101") {
 		t.Errorf("the preview reads %q", sheet)
 	}
+	pro.screenshot("consult-rx-draft", true)
+	// The practitioner opens the draft's PDF: framed in a dialog of the
+	// page (the page's CSP and the PDF's allow exactly that), the draft
+	// marked as such, never cached.
+	pro.click("#rx-show-pdf")
+	pro.waitJS("draft PDF shown", `document.querySelector('#rx-dialog').open && document.querySelector('#rx-frame').src.includes('/preview.pdf')`, 15*time.Second)
+	draftPDF := `fetch(document.querySelector('#rx-frame').src).then(async (r) => r.status + ' ' + r.headers.get('Content-Type') + ' ' + r.headers.get('Cache-Control') + ' ' + (await r.text()))`
+	if got := eval[string](pro, draftPDF); !strings.HasPrefix(got, "200 application/pdf no-store %PDF-") || !strings.Contains(got, "Amoxicilline") ||
+		!strings.Contains(got, "BROUILLON") || !strings.Contains(got, "Camille") {
+		t.Errorf("the draft's preview is %.80q, want a PDF of the draft marked BROUILLON", got)
+	}
+	time.Sleep(2 * time.Second) // the viewer draws the page after the frame has loaded
+	pro.screenshot("consult-rx-preview-pdf", false)
+	pro.click("#rx-dialog-close")
+	pro.waitJS("dialog closed", `!document.querySelector('#rx-dialog').open`, 5*time.Second)
+	// An edit after the preview takes the sign button away until saved.
+	pro.fill(`#rx-items [name=duration_days]`, "8")
+	pro.waitJS("sign withdrawn", `document.querySelector('#rx-sign').hidden && !document.querySelector('#rx-msg').hidden`, 5*time.Second)
+	pro.click("#rx-preview")
+	pro.waitJS("draft saved again", `!document.querySelector('#rx-sign').hidden && document.querySelector('#rx-draft-pdf').href.endsWith('v=2')`, 15*time.Second)
 	pro.click("#rx-sign")
 	pro.waitJS("signed", `!document.querySelector('#rx-status').hidden && !document.querySelector('#rx-pdf').hidden`, 20*time.Second)
 	pdf := eval[string](pro, `fetch(document.querySelector('#rx-pdf').href).then(async (r) => r.headers.get('Content-Type') + ' ' + (await r.text()).slice(0, 5))`)
 	if !strings.HasPrefix(pdf, "application/pdf %PDF-") {
 		t.Errorf("the signed prescription is %q, want a PDF", pdf)
+	}
+	if got := eval[string](pro, `fetch(document.querySelector('#rx-draft-pdf').href).then((r) => String(r.status))`); got != "409" {
+		t.Errorf("the draft's preview after signing answers %s, want 409", got)
 	}
 	pro.screenshot("consult-call-practitioner", true)
 

@@ -18,8 +18,6 @@ import (
 
 // Problems of the admin routes.
 var (
-	// ErrAdminOnly is a signed-in account that is not an operator.
-	ErrAdminOnly = problem.New(problem.Forbidden, "admin_only", "only an administrator may do this")
 	// ErrInvalidFields lists every field of a form that is not valid.
 	ErrInvalidFields = problem.New(problem.Invalid, "invalid_fields", "some fields are not valid")
 	// ErrPharmacyExists is a pharmacy already listed at that address.
@@ -39,16 +37,10 @@ func (a *API) adminRoutes(mux *http.ServeMux) {
 }
 
 // adminOnly returns the caller's account if it is an administrator: 401
-// without a session, 403 for any other role.
+// without a session, 404 for any other role, as every route answers a
+// role it does not serve (accountWithRole).
 func (a *API) adminOnly(r *http.Request) (*auth.Account, error) {
-	acct, err := a.account(r)
-	if err != nil {
-		return nil, err
-	}
-	if acct.Role != auth.RoleAdmin {
-		return nil, ErrAdminOnly
-	}
-	return acct, nil
+	return a.accountWithRole(r, auth.RoleAdmin)
 }
 
 // adminListLimit is the length of the admin lists.

@@ -291,6 +291,7 @@ var authzRoutes = map[string]authzRoute{
 	"POST /api/v1/prescriptions/{id}/correct":           {object: "prescription", body: map[string]any{"items": []any{map[string]any{"drug": "Pris", "dosage": "1/j", "duration_days": 1}}}},
 	"POST /api/v1/prescriptions/{id}/send":              {object: "prescription", body: map[string]any{"pharmacy_id": ""}},
 	"GET /api/v1/prescriptions/{id}/pdf":                {object: "prescription"},
+	"GET /api/v1/prescriptions/{id}/preview.pdf":        {object: "draft"},
 	"GET /api/v1/prescriptions/{id}/fhir":               {object: "prescription"},
 	"GET /api/v1/prescriptions/{id}/dispenses":          {object: "prescription"},
 	"GET /api/v1/pharmacy/prescriptions":                {},
@@ -473,6 +474,14 @@ func TestAuthzWalk(t *testing.T) {
 	}
 	// Whatever the route, these callers never see A's data.
 	strangers := map[string]bool{"B": true, "Y": true, "Q": true, "anonymous": true, "token": true}
+	// A route for one role answers the other roles as if it did not
+	// exist: for the admin routes, 404 to every logged-in non-admin.
+	adminRoute := func(p, path, who string, st int, b []byte) {
+		t.Helper()
+		if strings.HasPrefix(path, "/api/v1/admin/") && who != "admin" && who != "anonymous" && who != "token" && st != 404 {
+			t.Errorf("%s as %s: %d %s, want 404", p, who, st, b)
+		}
+	}
 	secrets := []string{nameA, reason, drug, apDone, apUp, rxA.ID, acctA.ID}
 
 	patterns := make([]string, 0, len(authzRoutes))
@@ -500,6 +509,7 @@ func TestAuthzWalk(t *testing.T) {
 				}
 				st, b := cl.do(t, method, path, rt.body)
 				check500(t, p, cl.name, st, b)
+				adminRoute(p, path, cl.name, st, b)
 				if !rt.public && cl.name == "anonymous" && st != 401 {
 					t.Errorf("%s as anonymous: %d %s, want 401", p, st, b)
 				}
@@ -530,6 +540,7 @@ func TestAuthzWalk(t *testing.T) {
 			check500(t, p, cl.name, stF, bF)
 			check500(t, p, cl.name, stM, bM)
 			check500(t, p+" (malformed id)", cl.name, stX, bX)
+			adminRoute(p, path, cl.name, stF, bF)
 			same := func(b []byte) string {
 				return strings.NewReplacer(o.id, "ID", o.missing, "ID").Replace(string(b))
 			}

@@ -26,6 +26,7 @@ func (a *API) prescriptionRoutes(mux *http.ServeMux, svc *rx.Service) {
 	mux.HandleFunc("POST /api/v1/prescriptions/{id}/correct", h.correct)
 	mux.HandleFunc("POST /api/v1/prescriptions/{id}/send", h.send)
 	mux.HandleFunc("GET /api/v1/prescriptions/{id}/pdf", h.pdf)
+	mux.HandleFunc("GET /api/v1/prescriptions/{id}/preview.pdf", h.preview)
 	mux.HandleFunc("GET /api/v1/prescriptions/{id}/fhir", h.fhir)
 	mux.HandleFunc("GET /api/v1/prescriptions/{id}/dispenses", h.dispenses)
 	mux.HandleFunc("GET /api/v1/pharmacy/prescriptions", h.inbox)
@@ -152,6 +153,34 @@ func (h *prescriptionHandlers) pdf(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	hd.Set("Content-Length", strconv.Itoa(len(pdf)))
 	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(pdf)
+}
+
+// preview serves the prescriber a draft rendered as a PDF marked "not
+// valid for dispensing", shown inline in a frame of the call page: the
+// one response the site's own pages may frame.
+func (h *prescriptionHandlers) preview(w http.ResponseWriter, r *http.Request) {
+	who, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	pdf, err := h.svc.Preview(r.Context(), who, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/pdf")
+	hd.Set("Content-Disposition", `inline; filename="brouillon-ordonnance.pdf"`)
+	hd.Set("Content-Length", strconv.Itoa(len(pdf)))
+	hd.Set("Cache-Control", "no-store")
+	// Framed by the site's own pages only. Chromium shows a PDF in a page
+	// it makes up: an <embed> of this URL (object-src 'self') styled
+	// inline (style-src 'unsafe-inline'); default-src 'none' alone leaves
+	// the frame blank or cut short. Nothing else is allowed.
+	hd.Set("Content-Security-Policy", "default-src 'none'; object-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+	hd.Set("X-Frame-Options", "SAMEORIGIN")
 	w.WriteHeader(http.StatusOK)
 	w.Write(pdf)
 }

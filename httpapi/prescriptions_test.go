@@ -127,9 +127,40 @@ func TestPrescriptionsOverHTTP(t *testing.T) {
 	if st := e.doctor.json("PUT", "/api/v1/prescriptions/"+draft.ID, body, &draft); st != 200 || draft.Items[0].Substitutable {
 		t.Fatalf("edit: %d %+v", st, draft)
 	}
+	// The prescriber previews the draft: a PDF the call page may frame,
+	// never cached; to anyone else it does not exist.
+	preview := "/api/v1/prescriptions/" + draft.ID + "/preview.pdf"
+	resp, pv := e.doctor.do("GET", preview, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/pdf" || !bytes.HasPrefix(pv, []byte("%PDF-")) {
+		t.Fatalf("preview: %d %s %.40q", resp.StatusCode, resp.Header.Get("Content-Type"), pv)
+	}
+	for h, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "SAMEORIGIN",
+		"Content-Disposition": `inline; filename="brouillon-ordonnance.pdf"`} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("preview %s: %q, want %q", h, got, want)
+		}
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self'") || !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
+		t.Errorf("preview CSP: %q", csp)
+	}
+	if !bytes.Contains(pv, []byte("Salbutamol")) || !bytes.Contains(pv, []byte("BROUILLON")) {
+		t.Error("the preview lacks the draft's drug or its draft banner")
+	}
+	for name, c := range map[string]*client{"patient": e.patient, "stranger": e.stranger, "pharmacist": e.pharmacist, "anonymous": e.client()} {
+		want := 404
+		if name == "anonymous" {
+			want = 401
+		}
+		if resp, b := c.do("GET", preview, nil); resp.StatusCode != want || bytes.Contains(b, []byte("Salbutamol")) {
+			t.Errorf("%s previews the draft: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
 	var signed rxView
 	if st := e.doctor.json("POST", "/api/v1/prescriptions/"+draft.ID+"/sign", nil, &signed); st != 200 || signed.Status != "ready" || signed.Number == "" {
 		t.Fatalf("sign: %d %+v", st, signed)
+	}
+	if resp, b := e.doctor.do("GET", preview, nil); resp.StatusCode != 409 || errorCode(b) != "prescription_signed" {
+		t.Errorf("preview after signing: %d %s, want 409 prescription_signed", resp.StatusCode, b)
 	}
 	if resp, b := e.doctor.do("PUT", "/api/v1/prescriptions/"+draft.ID, body); resp.StatusCode != 409 {
 		t.Errorf("edit after signing: %d %s", resp.StatusCode, b)

@@ -167,36 +167,38 @@ func (s *Site) current() (*assets, error) {
 	return a, nil
 }
 
-// page describes one page: its template, its script module and the title
-// key in the catalogue.
+// page describes one page: its template, its script module, the title
+// key in the catalogue, and whether it frames documents of this site
+// (the call page shows the draft prescription's PDF).
 type page struct {
 	template string
 	module   string
 	title    string
+	frames   bool
 }
 
 // Routes registers the page routes, the language switch and the static
 // files on mux.
 func (s *Site) Routes(mux *http.ServeMux) {
 	pages := map[string]page{
-		"GET /{$}":                   {"home", "home", "home.title"},
-		"GET /login":                 {"login", "login", "login.title"},
-		"GET /signup":                {"signup", "login", "signup.title"},
-		"GET /search":                {"search", "search", "search.title"},
-		"GET /practitioners/{id}":    {"practitioner", "practitioner", "practitioner.title"},
-		"GET /appointments":          {"appointments", "appointments", "appointments.title"},
-		"GET /appointments/{id}":     {"appointment", "appointment", "appointment.title"},
-		"GET /consult/{id}":          {"consult", "consult", "consult.title"},
-		"GET /prescriptions":         {"prescriptions", "prescriptions", "prescriptions.title"},
-		"GET /account":               {"account", "account", "account.title"},
-		"GET /pro/agenda":            {"agenda", "agenda", "agenda.title"},
-		"GET /pro/appointments/{id}": {"pro-appointment", "pro-appointment", "proappt.title"},
-		"GET /pro/settings":          {"settings", "settings", "settings.title"},
-		"GET /pro/dashboard":         {"dashboard", "dashboard", "dashboard.title"},
+		"GET /{$}":                   {"home", "home", "home.title", false},
+		"GET /login":                 {"login", "login", "login.title", false},
+		"GET /signup":                {"signup", "login", "signup.title", false},
+		"GET /search":                {"search", "search", "search.title", false},
+		"GET /practitioners/{id}":    {"practitioner", "practitioner", "practitioner.title", false},
+		"GET /appointments":          {"appointments", "appointments", "appointments.title", false},
+		"GET /appointments/{id}":     {"appointment", "appointment", "appointment.title", false},
+		"GET /consult/{id}":          {"consult", "consult", "consult.title", true},
+		"GET /prescriptions":         {"prescriptions", "prescriptions", "prescriptions.title", false},
+		"GET /account":               {"account", "account", "account.title", false},
+		"GET /pro/agenda":            {"agenda", "agenda", "agenda.title", false},
+		"GET /pro/appointments/{id}": {"pro-appointment", "pro-appointment", "proappt.title", false},
+		"GET /pro/settings":          {"settings", "settings", "settings.title", false},
+		"GET /pro/dashboard":         {"dashboard", "dashboard", "dashboard.title", false},
 		// Stripe's Connect onboarding comes back here (payments' return URL).
-		"GET /settings/payouts": {"dashboard", "dashboard", "dashboard.title"},
-		"GET /pharmacy":         {"pharmacy", "pharmacy", "pharmacy.title"},
-		"GET /admin":            {"admin", "admin", "admin.title"},
+		"GET /settings/payouts": {"dashboard", "dashboard", "dashboard.title", false},
+		"GET /pharmacy":         {"pharmacy", "pharmacy", "pharmacy.title", false},
+		"GET /admin":            {"admin", "admin", "admin.title", false},
 	}
 	for pattern, p := range pages {
 		mux.Handle(pattern, s.pageHandler(p))
@@ -250,7 +252,7 @@ func (s *Site) pageHandler(p page) http.Handler {
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return
 		}
-		s.pageHeaders(w, r)
+		s.pageHeaders(w, r, p.frames)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Language", loc.Lang)
@@ -260,8 +262,9 @@ func (s *Site) pageHandler(p page) http.Handler {
 }
 
 // pageHeaders sets the page's security headers over the API's defaults:
-// no inline script or style at all, media and WebSockets to this host only.
-func (s *Site) pageHeaders(w http.ResponseWriter, r *http.Request) {
+// no inline script or style at all, media and WebSockets to this host only,
+// and frames of this site only on the pages that need them.
+func (s *Site) pageHeaders(w http.ResponseWriter, r *http.Request, frames bool) {
 	host := r.Host
 	if u, err := url.Parse(s.cfg.BaseURL); err == nil && u.Host != "" {
 		host = u.Host
@@ -274,10 +277,14 @@ func (s *Site) pageHeaders(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	frameSrc := "'none'"
+	if frames {
+		frameSrc = "'self'"
+	}
 	csp := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 		"media-src 'self' blob:; font-src 'self'; object-src 'none'; worker-src 'self'; " +
 		"connect-src 'self' ws://" + host + " wss://" + host + extraOrigins + "; " +
-		"frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+		"frame-src " + frameSrc + "; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("Referrer-Policy", "no-referrer")

@@ -58,6 +58,15 @@ func TestPagesRenderWithStrictCSP(t *testing.T) {
 					t.Errorf("%s: CSP %q lacks %q", p, csp, want)
 				}
 			}
+			// Only the call page frames a document: the site's own
+			// draft prescription preview.
+			frames := "frame-src 'none';"
+			if strings.HasPrefix(p, "/consult/") {
+				frames = "frame-src 'self';"
+			}
+			if !strings.Contains(csp, frames) || !strings.Contains(csp, "object-src 'none'") {
+				t.Errorf("%s: CSP %q, want %s and object-src 'none'", p, csp, frames)
+			}
 			if res.Header.Get("Referrer-Policy") != "no-referrer" {
 				t.Errorf("%s: Referrer-Policy %q", p, res.Header.Get("Referrer-Policy"))
 			}
