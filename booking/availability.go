@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,15 +32,26 @@ func parseClock(s string) (int, error) {
 	return h*60 + m, nil
 }
 
+// zones keeps the time zones loaded so far, by name. Why: time.LoadLocation
+// reads and parses the zone's file at every call, and every booking needs
+// its practitioner's zone once per consultation type. A Location never
+// changes and only names that load are kept, so it holds at most the
+// zone database.
+var zones sync.Map
+
 // location loads a practitioner's time zone.
 func location(name string) (*time.Location, error) {
 	if name == "" {
 		name = "Europe/Paris"
 	}
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, ErrInvalid.Withf("unknown time zone %q", name)
 	}
+	zones.Store(name, loc)
 	return loc, nil
 }
 
@@ -155,22 +167,61 @@ func storeNextFree(ctx context.Context, q store.Q, ag agenda, now time.Time) err
 	if err != nil {
 		return err
 	}
-	if err := store.SetNextFree(ctx, q, ag.p.AccountID, next); err != nil {
-		return err
+	return writeNextFree(ctx, q, ag, next)
+}
+
+// writeNextFree stores next, the earliest free slots of ag.types, and on
+// the practitioner their minimum overall and for video, in one
+// statement, and marks the practitioner as refreshed now (what
+// store.StalePractitioners looks at). ag.types must be every active type
+// of the practitioner, read under its lock.
+func writeNextFree(ctx context.Context, q store.Q, ag agenda, next []nextFreeSlot) error {
+	ids := make([]string, len(next))
+	ats := make([]*time.Time, len(next))
+	var first, firstVideo *time.Time
+	offersVideo := false
+	for i, n := range next {
+		ids[i], ats[i] = n.ConsultationTypeID, n.At
+		if n.At != nil && (first == nil || n.At.Before(*first)) {
+			first = n.At
+		}
+		if ag.types[i].Mode != "video" {
+			continue
+		}
+		offersVideo = true
+		if n.At != nil && (firstVideo == nil || n.At.Before(*firstVideo)) {
+			firstVideo = n.At
+		}
 	}
-	return store.TouchPractitioner(ctx, q, ag.p.AccountID)
+	_, err := q.Exec(ctx, `WITH t AS (
+			UPDATE consultation_types c SET next_free_at = u.at
+			FROM unnest($2::uuid[], $3::timestamptz[]) AS u(id, at)
+			WHERE c.id = u.id AND c.practitioner_id = $1)
+		UPDATE practitioners SET next_free_at = $4, next_video_free_at = $5, offers_video = $6, updated_at = now()
+		WHERE account_id = $1`, ag.p.AccountID, ids, ats, first, firstVideo, offersVideo)
+	if err != nil {
+		return fmt.Errorf("booking: store next free slots: %w", err)
+	}
+	return nil
+}
+
+// nextFreeSlot is the earliest free slot of one consultation type (nil
+// when none within the horizon).
+type nextFreeSlot struct {
+	ConsultationTypeID string
+	At                 *time.Time
 }
 
 // nextFree computes the earliest free slot of each consultation type of ag.
-func nextFree(ag agenda, now time.Time) ([]store.NextFree, error) {
+func nextFree(ag agenda, now time.Time) ([]nextFreeSlot, error) {
 	busy := ag.busyFor("")
-	next := make([]store.NextFree, 0, len(ag.types))
+	next := make([]nextFreeSlot, 0, len(ag.types))
 	for _, ct := range ag.types {
 		r, err := rulesFor(ag.p, ct, ag.hours, ag.absences)
 		if err != nil {
 			return nil, err
 		}
-		n := store.NextFree{ConsultationTypeID: ct.ID}
+		n := nextFreeSlot{ConsultationTypeID: ct.ID}
 		if s, ok := NextSlot(r, busy, now); ok {
 			at := s.Start
 			n.At = &at
@@ -182,7 +233,7 @@ func nextFree(ag agenda, now time.Time) ([]store.NextFree, error) {
 
 // nextFreeChanged reports whether next differs from the earliest free
 // slots stored with types (as loaded with the agenda).
-func nextFreeChanged(types []store.ConsultationType, next []store.NextFree) bool {
+func nextFreeChanged(types []store.ConsultationType, next []nextFreeSlot) bool {
 	for i, n := range next {
 		was := types[i].NextFreeAt
 		if (was == nil) != (n.At == nil) || was != nil && !was.Equal(*n.At) {

@@ -277,10 +277,7 @@ func (s *Service) bookTx(ctx context.Context, who audit.Actor, req BookRequest, 
 		}
 	}
 	if nextFreeChanged(ag.types, next) {
-		if err := store.SetNextFree(ctx, q, ag.p.AccountID, next); err != nil {
-			return store.Appointment{}, err
-		}
-		if err := store.TouchPractitioner(ctx, q, ag.p.AccountID); err != nil {
+		if err := writeNextFree(ctx, q, ag, next); err != nil {
 			return store.Appointment{}, err
 		}
 	}

@@ -151,9 +151,11 @@ func Slots(r Rules, busy []Interval, from, to, now time.Time) []Slot {
 func NextSlot(r Rules, busy []Interval, now time.Time) (Slot, bool) {
 	end := now.Add(r.Horizon)
 	taken := sortIntervals(append(append([]Interval(nil), busy...), r.Absences...))
-	// A week at a time: most practitioners have a free slot within days.
-	for from := now; from.Before(end); from = from.Add(7 * 24 * time.Hour) {
-		to := from.Add(7 * 24 * time.Hour)
+	// A day at a time: the earliest free slot is most often within the
+	// first day or two, and a week of slots costs seven times a day's to
+	// build (every booking computes it).
+	for from := now; from.Before(end); from = from.Add(24 * time.Hour) {
+		to := from.Add(24 * time.Hour)
 		if to.After(end) {
 			to = end
 		}

@@ -258,39 +258,6 @@ func AbsencesOf(ctx context.Context, q Q, practitionerID string, since time.Time
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Absence])
 }
 
-// NextFree is the earliest free slot of one consultation type (nil when
-// none within the horizon).
-type NextFree struct {
-	ConsultationTypeID string
-	At                 *time.Time
-}
-
-// SetNextFree stores the precomputed earliest free slots of a
-// practitioner's consultation types and their minimum on the practitioner
-// (overall and for video).
-func SetNextFree(ctx context.Context, q Q, practitionerID string, next []NextFree) error {
-	ids := make([]string, len(next))
-	ats := make([]*time.Time, len(next))
-	for i, n := range next {
-		ids[i], ats[i] = n.ConsultationTypeID, n.At
-	}
-	_, err := q.Exec(ctx, `UPDATE consultation_types c SET next_free_at = u.at
-		FROM unnest($2::uuid[], $3::timestamptz[]) AS u(id, at)
-		WHERE c.id = u.id AND c.practitioner_id = $1`, practitionerID, ids, ats)
-	if err != nil {
-		return fmt.Errorf("store: set next free: %w", err)
-	}
-	_, err = q.Exec(ctx, `UPDATE practitioners p SET
-		next_free_at = (SELECT min(next_free_at) FROM consultation_types WHERE practitioner_id = $1 AND active),
-		next_video_free_at = (SELECT min(next_free_at) FROM consultation_types WHERE practitioner_id = $1 AND active AND mode = 'video'),
-		offers_video = EXISTS (SELECT 1 FROM consultation_types WHERE practitioner_id = $1 AND active AND mode = 'video')
-		WHERE account_id = $1`, practitionerID)
-	if err != nil {
-		return fmt.Errorf("store: set next free: %w", err)
-	}
-	return nil
-}
-
 // StalePractitioners returns up to limit practitioners whose precomputed
 // next free slot is in the past of now plus their notice, or unknown
 // although they have opening hours: the periodic refresh job's work list.
@@ -307,12 +274,6 @@ func StalePractitioners(ctx context.Context, q Q, now time.Time, limit int) ([]s
 		return nil, fmt.Errorf("store: stale practitioners: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// TouchPractitioner marks a practitioner as refreshed now.
-func TouchPractitioner(ctx context.Context, q Q, id string) error {
-	_, err := q.Exec(ctx, `UPDATE practitioners SET updated_at = now() WHERE account_id = $1`, id)
-	return err
 }
 
 // SetCalendarTokenHash stores (or, with nil, clears) the hash of the
