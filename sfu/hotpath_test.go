@@ -206,13 +206,37 @@ func BenchmarkReceiverRTCP(b *testing.B) {
 // BenchmarkForwardSRTP is the whole write path of one forwarded packet
 // through Pion: rewrite, SRTP (the negotiated AES-GCM profile) and the
 // UDP send to a real peer on loopback (whose reading runs in this
-// process too).
+// process too), from a socket of the connection's own, the shared port,
+// and the shared port with batched system calls.
 func BenchmarkForwardSRTP(b *testing.B) {
 	loopback := func(ip net.IP) bool { return ip.IsLoopback() }
-	s, err := New(Config{IncludeLoopback: true, IPFilter: loopback})
+	b.Run("socket=connection", func(b *testing.B) {
+		benchmarkForwardSRTP(b, Config{IncludeLoopback: true, IPFilter: loopback})
+	})
+	for _, unbatched := range []bool{true, false} {
+		name := "socket=shared-batched"
+		if unbatched {
+			name = "socket=shared"
+		}
+		b.Run(name, func(b *testing.B) {
+			l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			port := l.LocalAddr().(*net.UDPAddr).Port
+			l.Close()
+			benchmarkForwardSRTP(b, Config{IncludeLoopback: true, IPFilter: loopback, UDPMuxPort: port, UnbatchedUDP: unbatched})
+		})
+	}
+}
+
+func benchmarkForwardSRTP(b *testing.B, cfg Config) {
+	loopback := func(ip net.IP) bool { return ip.IsLoopback() }
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer s.Close()
 	up, d, _ := newTestDown(b, 1)
 	d.writer = nil
 	// Keyframe requests go to a publisher connection that is never
@@ -285,5 +309,9 @@ func BenchmarkForwardSRTP(b *testing.B) {
 		parseRTP(pkt, &info)
 		classify(codecKindVP8, &info)
 		d.forward(0, &info, now)
+	}
+	b.StopTimer()
+	if c := s.Counters(); c.UDPSendCalls > 0 {
+		b.ReportMetric(float64(c.UDPSentDatagrams)/float64(c.UDPSendCalls), "packets/sendmmsg")
 	}
 }
