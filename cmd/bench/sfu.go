@@ -33,6 +33,11 @@ import (
 const (
 	envSFUAddr = "BENCH_SFU_ADDR" // listen address of the child
 	envSFUKey  = "BENCH_SFU_KEY"  // hex join-token key shared with the parent
+	// envSFUPort picks the child's sockets: empty, a socket per peer
+	// connection (the default of the service); "batched", one shared
+	// port whose system calls are batched (MEDIA_UDP_PORT); "unbatched",
+	// one shared port, a system call per packet.
+	envSFUPort = "BENCH_SFU_PORT"
 )
 
 // SFU targets (the issue's).
@@ -65,6 +70,7 @@ type childStats struct {
 	Rooms        int64  `json:"rooms"`
 	Participants int64  `json:"participants"`
 	Goroutines   int    `json:"goroutines"`
+	UDPCalls     uint64 `json:"udp_calls"` // sendmmsg and recvmmsg calls of the batched shared port
 }
 
 // serveSFU is the child process: the signalling server and the SFU (what
@@ -77,7 +83,23 @@ func serveSFU() {
 		os.Exit(2)
 	}
 	fail := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench sfu child: "+format+"\n", args...) }
-	media, err := sfu.New(sfu.Config{IncludeLoopback: true, IPFilter: func(ip net.IP) bool { return ip.IsLoopback() }})
+	mc := sfu.Config{IncludeLoopback: true, IPFilter: func(ip net.IP) bool { return ip.IsLoopback() }}
+	switch v := os.Getenv(envSFUPort); v {
+	case "":
+	case "batched", "unbatched":
+		l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			fail("%v", err)
+			os.Exit(1)
+		}
+		mc.UDPMuxPort = l.LocalAddr().(*net.UDPAddr).Port
+		l.Close()
+		mc.UnbatchedUDP = v == "unbatched"
+	default:
+		fail("%s: %q is neither batched nor unbatched", envSFUPort, v)
+		os.Exit(2)
+	}
+	media, err := sfu.New(mc)
 	if err != nil {
 		fail("%v", err)
 		os.Exit(1)
@@ -97,7 +119,8 @@ func serveSFU() {
 		runtime.ReadMemStats(&ms)
 		c := media.Counters()
 		_ = json.NewEncoder(w).Encode(childStats{Mallocs: ms.Mallocs, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse,
-			Forwarded: c.ForwardedPackets, Rooms: c.Rooms, Participants: c.Participants, Goroutines: runtime.NumGoroutine()})
+			Forwarded: c.ForwardedPackets, Rooms: c.Rooms, Participants: c.Participants, Goroutines: runtime.NumGoroutine(),
+			UDPCalls: c.UDPSendCalls + c.UDPRecvCalls})
 	})
 	var profMu sync.Mutex
 	var cpuFile *os.File
@@ -289,6 +312,7 @@ type levelRun struct {
 	ClientCPUMsPerStreamSecond     float64
 	AllocsPerPacket                float64
 	CPUMicrosPerPacket             float64
+	SyscallsPerPacket              float64 // socket system calls per forwarded packet, batched shared port only
 	MemKBPerRoom                   float64
 	LoadedKB                       float64 // live heap and stacks under load, KiB
 	ForwardedPerSecond, WindowSecs float64
@@ -460,11 +484,14 @@ func runLevel(ctx context.Context, c *sfuChild, rooms int, window time.Duration,
 		r.CPUMsPerStreamSecond = float64(cpu1-cpu0) / 1e6 / streamSecs
 		r.ClientCPUMsPerStreamSecond = float64(self1-self0) / 1e6 / streamSecs
 	}
-	r.AllocsPerPacket = math.NaN()
+	r.AllocsPerPacket, r.SyscallsPerPacket = math.NaN(), math.NaN()
 	if fwd := s1.Forwarded - s0.Forwarded; fwd > 0 {
 		r.AllocsPerPacket = float64(s1.Mallocs-s0.Mallocs) / float64(fwd)
 		r.CPUMicrosPerPacket = float64(cpu1-cpu0) / 1e3 / float64(fwd)
 		r.ForwardedPerSecond = float64(fwd) / elapsed.Seconds()
+		if s1.UDPCalls > s0.UDPCalls {
+			r.SyscallsPerPacket = float64(s1.UDPCalls-s0.UDPCalls) / float64(fwd)
+		}
 	}
 	r.MemKBPerRoom, r.LoadedKB = math.NaN(), math.NaN()
 	if loadedErr == nil {
@@ -511,7 +538,7 @@ type levelStats struct {
 	Rooms                                                          int
 	CPU, ClientCPU, Delivery, LatP50, LatP95, LatP99, CPUPerPacket Stat
 	JoinP50, JoinP95, Allocs, MemKB, Failed, ForwardedPerSecs      Stat
-	LoadedKB                                                       Stat
+	LoadedKB, SocketCalls                                          Stat
 	Errors                                                         []string
 }
 
@@ -544,6 +571,7 @@ func summarise(rooms int, runs []levelRun) levelStats {
 		LoadedKB:         pick(func(r levelRun) float64 { return r.LoadedKB }),
 		Failed:           pick(func(r levelRun) float64 { return float64(r.Failed) }),
 		ForwardedPerSecs: pick(func(r levelRun) float64 { return r.ForwardedPerSecond }),
+		SocketCalls:      pick(func(r levelRun) float64 { return r.SyscallsPerPacket }),
 	}
 	for _, r := range runs {
 		l.Errors = append(l.Errors, r.Errors...)
@@ -602,11 +630,11 @@ func runSFU(ctx context.Context, o options, rep *Report) error {
 			nan := math.NaN()
 			runs[rooms] = append(runs[rooms], levelRun{Rooms: rooms, Failed: rooms, Delivery: nan, LatP50: nan, LatP95: nan, LatP99: nan,
 				JoinP50: nan, JoinP95: nan, CPUMsPerStreamSecond: nan, ClientCPUMsPerStreamSecond: nan, AllocsPerPacket: nan,
-				CPUMicrosPerPacket: nan, MemKBPerRoom: nan, LoadedKB: nan, ForwardedPerSecond: nan, Errors: []string{err.Error()}})
+				CPUMicrosPerPacket: nan, SyscallsPerPacket: nan, MemKBPerRoom: nan, LoadedKB: nan, ForwardedPerSecond: nan, Errors: []string{err.Error()}})
 			return ctx.Err()
 		}
-		logf("sfu %3d rooms run %d: cpu %.3f ms/stream-s (clients %.3f), delivery %.4f, latency p95 %.1f ms, join p95 %.0f ms, %.2f allocs/packet, %d failed",
-			rooms, run+1, r.CPUMsPerStreamSecond, r.ClientCPUMsPerStreamSecond, r.Delivery, r.LatP95, r.JoinP95, r.AllocsPerPacket, r.Failed)
+		logf("sfu %3d rooms run %d: cpu %.3f ms/stream-s (%.1f us/packet, clients %.3f), delivery %.4f, latency p95 %.1f p99 %.1f ms, join p95 %.0f ms, %.2f allocs/packet, %.2f socket calls/packet, %d failed",
+			rooms, run+1, r.CPUMsPerStreamSecond, r.CPUMicrosPerPacket, r.ClientCPUMsPerStreamSecond, r.Delivery, r.LatP95, r.LatP99, r.JoinP95, r.AllocsPerPacket, r.SyscallsPerPacket, r.Failed)
 		runs[rooms] = append(runs[rooms], r)
 		if profile != "" {
 			rep.Profiles[filepath.Base(profile)+"-cpu.pprof"] = fmt.Sprintf("SFU process CPU during the %d-room measurement window", rooms)
@@ -759,12 +787,17 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	rep.put(sec, "cpu_us_per_forwarded_packet", head.CPUPerPacket.Median)
 	var levels []map[string]any
 	for _, l := range stats {
-		levels = append(levels, map[string]any{"rooms": l.Rooms, "cpu_ms_per_stream_second": l.CPU, "client_cpu_ms_per_stream_second": l.ClientCPU,
+		level := map[string]any{"rooms": l.Rooms, "cpu_ms_per_stream_second": l.CPU, "client_cpu_ms_per_stream_second": l.ClientCPU,
 			"delivery_ratio": l.Delivery, "latency_p50_ms": l.LatP50, "latency_p95_ms": l.LatP95, "latency_p99_ms": l.LatP99,
 			"join_p50_ms": l.JoinP50, "join_p95_ms": l.JoinP95, "allocs_per_forwarded_packet": l.Allocs, "memory_kb_per_room": l.MemKB, "cpu_us_per_forwarded_packet": l.CPUPerPacket,
-			"failed_consults": l.Failed, "forwarded_packets_per_second": l.ForwardedPerSecs, "passes": l.passes()})
+			"failed_consults": l.Failed, "forwarded_packets_per_second": l.ForwardedPerSecs, "passes": l.passes()}
+		if !math.IsNaN(l.SocketCalls.Median) { // counted by the batched shared port only
+			level["socket_calls_per_forwarded_packet"] = l.SocketCalls
+		}
+		levels = append(levels, level)
 	}
 	rep.put(sec, "levels", levels)
+	rep.put(sec, "sockets", sfuSockets())
 
 	hs := fmt.Sprintf(" (%d rooms)", headline)
 	rep.row("SFU", "server CPU per forwarded stream-second"+hs, "ms", head.CPU, 3, "<= 1.5 ms, flat 10-100 rooms", verdict(!math.IsNaN(head.CPU.Median), cpuOK && flat))
@@ -786,7 +819,7 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 		"publishing synthetic VP8 at 1.5 Mbit/s (30 fps) and Opus (20 ms frames) and receiving the other side's, through the signalling server and the SFU. "+
 		"**How:** the SFU and signalling server run in a child process (this binary re-executed) so that its CPU time is read from `/proc` apart from the clients'; "+
 		"consults start 20 ms apart; once video flows both ways in every consult, a %.0f s window measures, then every client leaves and the SFU empties before the next level. "+
-		"Each run sweeps every level, %d runs interleaved.\n\n", window.Seconds(), o.Runs)
+		"Each run sweeps every level, %d runs interleaved. **Sockets:** %s.\n\n", window.Seconds(), o.Runs, sfuSocketsText())
 	b.WriteString("- *CPU per stream-second*: the SFU process's user+system CPU over the window divided by (2 forwarded cameras per consult x window seconds); each stream carries its audio too.\n")
 	b.WriteString("- *Delivery*: packets received over packets sent by the other side during the window (video and audio); above 1 when packets queued before the window (a saturated machine) arrive during it. *Added latency*: send-to-receive time of every packet on loopback (no jitter buffer).\n")
 	b.WriteString("- *Join*: from the socket opening to the first video packet from the other side. *Memory per room*: growth of the SFU's live Go heap and stacks (after a GC) under load over idle, divided by rooms (the idle figure may still hold memory of the previous level, so the summary uses the slope of live memory across levels).\n")
@@ -819,12 +852,15 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 	if o.Profile {
 		prefix := filepath.Join(o.Out, fmt.Sprintf("sfu-%drooms", headline))
 		if !(cpuOK && flat) {
+			calls := "Each forwarded packet costs a receive and a send system call (on loopback the sender's call also delivers the datagram to the receiving socket), "
+			if os.Getenv(envSFUPort) == "batched" {
+				calls = fmt.Sprintf("The shared port batches its system calls (%s per forwarded packet, receives and sends; on loopback a send also delivers the datagrams to the receiving sockets, which batching does not save), ", head.SocketCalls.med(2))
+			}
 			fmt.Fprintf(&b, "**What limits the CPU figure** (shares of the SFU's CPU in the %d-room profile, overlapping): %s. "+
-				"Each forwarded packet costs a receive and a send system call (on loopback the sender's call also delivers the datagram to the receiving socket), "+
-				"and crosses three goroutines in Pion (socket reader, SRTP session, track reader), so a lightly loaded server pays a thread wake-up for most packets; "+
-				"the SRTP cipher (AES-GCM) and the SFU's own per-packet work (`go test -bench . ./sfu`) are small beside these. "+
-				"With per-connection sockets (the default) there is nothing to batch sends over; one shared port (MEDIA_UDP_PORT) could batch them with sendmmsg, which Pion's ICE mux does not offer.\n\n",
-				headline, cpuBreakdown(prefix+"-cpu.pprof"))
+				"%s"+
+				"and each packet crosses three goroutines in Pion (socket reader, SRTP session, track reader; four with the shared port, whose reader hands packets to the connection's), so a lightly loaded server pays a thread wake-up for most packets; "+
+				"the SRTP cipher (AES-GCM) and the SFU's own per-packet work (`go test -bench . ./sfu`) are small beside these.\n\n",
+				headline, cpuBreakdown(prefix+"-cpu.pprof"), calls)
 		}
 		fmt.Fprintf(&b, "Where the SFU's CPU goes during the %d-room window (`go tool pprof -top %s-cpu.pprof`):\n\n```\n%s```\n\n", headline, prefix, pprofTop(prefix+"-cpu.pprof", ""))
 		fmt.Fprintf(&b, "Where it allocates during the window (`go tool pprof -top -sample_index=alloc_objects -diff_base %s-allocs-base.pprof %s-allocs.pprof`; "+
@@ -847,6 +883,24 @@ func reportSFU(rep *Report, stats []levelStats, headline int, window time.Durati
 		mob.Freeze.med(2), mob.Freeze.spread(2), mob.Delivery.med(4), mob.Delivery.spread(4), mob.LatP95.med(1), mob.LatP95.spread(1),
 		mob.JoinP95.med(0), mob.JoinP95.spread(0), mob.Failed.med(0), mob.Failed.spread(0))
 	rep.section("SFU (video forwarding)", b.String())
+}
+
+// sfuSockets is the child's socket mode (BENCH_SFU_PORT) for the report.
+func sfuSockets() string {
+	if v := os.Getenv(envSFUPort); v != "" {
+		return "shared port, " + v
+	}
+	return "per connection"
+}
+
+func sfuSocketsText() string {
+	switch os.Getenv(envSFUPort) {
+	case "batched":
+		return "one shared UDP port (MEDIA_UDP_PORT) whose sends and receives are batched with sendmmsg and recvmmsg (BENCH_SFU_PORT=batched)"
+	case "unbatched":
+		return "one shared UDP port (MEDIA_UDP_PORT), one system call per packet (BENCH_SFU_PORT=unbatched)"
+	}
+	return "a UDP socket per peer connection, the service's default without MEDIA_UDP_PORT (BENCH_SFU_PORT=batched or unbatched measures the shared port)"
 }
 
 // cpuBreakdown names the shares of a CPU profile that decide the SFU's
@@ -895,8 +949,8 @@ func cpuBreakdown(path string) string {
 		what  string
 		share float64
 	}{
-		{"UDP send system calls", sum(cum, is("syscall.sendto", "syscall.sendmsg", "syscall.sendmmsg"))},
-		{"UDP receive system calls", sum(cum, is("syscall.recvmsg", "syscall.recvfrom", "syscall.recvmmsg"))},
+		{"UDP send system calls", sum(cum, is("syscall.sendto", "syscall.sendmsg", "syscall.sendmmsg", "teleconsult/sfu.(*batchConn).sendmmsg"))},
+		{"UDP receive system calls", sum(cum, is("syscall.recvmsg", "syscall.recvfrom", "syscall.recvmmsg", "teleconsult/sfu.(*batchConn).recvmmsg"))},
 		{"the Go scheduler finding work or sleeping (epoll, futex: goroutine hand-offs)", sum(cum, is("runtime.schedule"))},
 		{"waking threads for runnable goroutines (futex)", sum(cum, is("runtime.futexwakeup"))},
 		{"SRTP encryption and decryption", sum(cum, is("github.com/pion/srtp/v3.(*Context).encryptRTP", "github.com/pion/srtp/v3.(*SessionSRTP).decrypt"))},
