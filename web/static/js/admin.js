@@ -21,8 +21,12 @@ async function served(path) {
   try { await api(path); return true; } catch (e) { return e instanceof ApiError && e.status === 405; }
 }
 
+// rows fills a table; each cell carries its column's heading, which
+// phones show beside it when the table is laid out as one card per row.
 function rows(tbody, items, cells) {
-  tbody.replaceChildren(...(items.length ? items.map((it) => el('tr', {}, cells(it).map((c) => el('td', {}, c === undefined || c === null ? '' : c))))
+  const labels = [...tbody.closest('table').querySelectorAll('thead th')].map((th) => th.textContent);
+  tbody.replaceChildren(...(items.length
+    ? items.map((it) => el('tr', {}, cells(it).map((c, i) => el('td', { 'data-label': labels[i] || '' }, c === undefined || c === null ? '' : c))))
     : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, t('admin.nothing')))]));
 }
 
