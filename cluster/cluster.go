@@ -55,11 +55,12 @@ type Registry struct {
 	db  *store.DB
 	cfg Config
 
-	mu        sync.Mutex // guards the fields below
-	origins   []string
-	lastCPU   time.Duration
-	lastBytes uint64
-	lastAt    time.Time
+	mu         sync.Mutex // guards the fields below
+	origins    []string
+	lastCPU    time.Duration
+	lastBytes  uint64
+	lastAt     time.Time
+	registered bool // a heartbeat of this process reached the database
 }
 
 // New returns the registry of node cfg; call Run to keep its record.
@@ -114,9 +115,15 @@ func (r *Registry) Heartbeat(ctx context.Context) error {
 	r.lastCPU, r.lastBytes, r.lastAt = cpu, l.ForwardedBytes, now
 	r.mu.Unlock()
 	n.CPU = max(0, n.CPU)
-	if err := store.HeartbeatNode(ctx, r.db.Pool, n); err != nil {
+	r.mu.Lock()
+	first := !r.registered
+	r.mu.Unlock()
+	if err := store.HeartbeatNode(ctx, r.db.Pool, n, first); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.registered = true
+	r.mu.Unlock()
 	nodes, err := store.Nodes(ctx, r.db.Pool, r.Gone())
 	if err != nil {
 		return err

@@ -214,3 +214,45 @@ func TestDefaultID(t *testing.T) {
 		}
 	}
 }
+
+func TestRestartedNodeForgetsRoomsNobodyRejoined(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	rooms := appointments(t, db, 4)
+	a := node(t, db, "a", 0)
+	node(t, db, "b", 0)
+	p0, _ := a.Place(ctx, rooms[0])
+	p1, _ := a.Place(ctx, rooms[1])
+	p2, _ := a.Place(ctx, rooms[2])
+	if p0.Node != "a" || p1.Node != "b" || p2.Node != "a" {
+		t.Fatalf("placements %v %v %v", p0, p1, p2)
+	}
+	// a's process is killed and starts again under the same id: the two
+	// rooms it held died with it. Until someone joins them again they are
+	// not its load, so the next room goes to a (tie with b, broken by id).
+	a2 := node(t, db, "a", 0)
+	load := func() map[string]int {
+		nodes, err := a2.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]int{}
+		for _, n := range nodes {
+			m[n.ID] = n.Placed
+		}
+		return m
+	}
+	if got := load(); got["a"] != 0 || got["b"] != 1 {
+		t.Fatalf("after a's restart, placed rooms = %v, want a:0 b:1", got)
+	}
+	// Its patient comes back: the room stays on a and counts again.
+	if p, _ := a2.Place(ctx, rooms[0]); p.Node != "a" {
+		t.Fatalf("rejoined room moved to %s", p.Node)
+	}
+	if got := load(); got["a"] != 1 {
+		t.Fatalf("a rejoined room does not count as a's load: %v", got)
+	}
+	if p, _ := a2.Place(ctx, rooms[3]); p.Node != "a" {
+		t.Fatalf("with one room each, the new room went to %s, want a (ties by id)", p.Node)
+	}
+}

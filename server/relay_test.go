@@ -45,7 +45,7 @@ func TestRelayForwardsToTheServiceNodesOnly(t *testing.T) {
 	if allows("203.0.113.9") {
 		t.Fatal("an unregistered address is allowed")
 	}
-	if err := store.HeartbeatNode(ctx, s.DB.Pool, store.Node{ID: "node-b", SignalingURL: "ws://node-b/api/v1/signal", MediaAddress: "203.0.113.9"}); err != nil {
+	if err := store.HeartbeatNode(ctx, s.DB.Pool, store.Node{ID: "node-b", SignalingURL: "ws://node-b/api/v1/signal", MediaAddress: "203.0.113.9"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.refreshRelayPeers(ctx); err != nil {

@@ -31,17 +31,23 @@ type Node struct {
 
 const nodeColumns = `n.id, n.signaling_url, n.media_address, n.rooms, n.participants, n.cpu, n.bandwidth, n.draining,
 	n.started_at, n.heartbeat_at,
-	(SELECT count(*) FROM room_placements p WHERE p.node_id = n.id AND p.finished_at IS NULL)::int AS placed,
+	(SELECT count(*) FROM room_placements p
+		WHERE p.node_id = n.id AND p.finished_at IS NULL AND p.placed_at >= n.started_at)::int AS placed,
 	n.heartbeat_at > now() - $1::interval AS alive`
 
 // HeartbeatNode registers node n or refreshes its row with its load. It
-// keeps the draining flag an operator set.
-func HeartbeatNode(ctx context.Context, q Q, n Node) error {
+// keeps the draining flag an operator set. first marks the first
+// heartbeat of a process: the node's start time is reset, so that rooms
+// placed on an earlier process under the same id (killed, or stopped
+// while calls ran) stop counting as its load until someone joins them
+// again (see PlaceRoom).
+func HeartbeatNode(ctx context.Context, q Q, n Node, first bool) error {
 	_, err := q.Exec(ctx, `INSERT INTO nodes (id, signaling_url, media_address, rooms, participants, cpu, bandwidth)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO UPDATE SET signaling_url = $2, media_address = $3, rooms = $4, participants = $5,
-			cpu = $6, bandwidth = $7, heartbeat_at = now()`,
-		n.ID, n.SignalingURL, n.MediaAddress, n.Rooms, n.Participants, n.CPU, n.Bandwidth)
+			cpu = $6, bandwidth = $7, heartbeat_at = now(),
+			started_at = CASE WHEN $8 THEN now() ELSE nodes.started_at END`,
+		n.ID, n.SignalingURL, n.MediaAddress, n.Rooms, n.Participants, n.CPU, n.Bandwidth, first)
 	if err != nil {
 		return fmt.Errorf("store: node heartbeat: %w", err)
 	}
@@ -104,6 +110,12 @@ func PlaceRoom(ctx context.Context, tx pgx.Tx, room string, gone time.Duration, 
 		return Node{}, fmt.Errorf("store: room placement: %w", err)
 	}
 	if len(cur) == 1 {
+		// A room placed before its node restarted is joined again: it
+		// counts as that node's load once more.
+		if _, err := tx.Exec(ctx, `UPDATE room_placements SET placed_at = now() WHERE room = $1 AND placed_at < $2`,
+			room, cur[0].StartedAt); err != nil {
+			return Node{}, fmt.Errorf("store: room placement: %w", err)
+		}
 		return cur[0], nil
 	}
 	// Why one lock for every new placement: joins of different rooms in

@@ -18,7 +18,7 @@ func TestNodeDrainListUndrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := store.HeartbeatNode(ctx, db.Pool, store.Node{ID: "web1-8080", SignalingURL: "ws://10.0.0.1:8080/api/v1/signal", MediaAddress: "10.0.0.1"}); err != nil {
+	if err := store.HeartbeatNode(ctx, db.Pool, store.Node{ID: "web1-8080", SignalingURL: "ws://10.0.0.1:8080/api/v1/signal", MediaAddress: "10.0.0.1"}, true); err != nil {
 		t.Fatal(err)
 	}
 	common := []string{"--database-url", url, "--data-dir", t.TempDir()}
