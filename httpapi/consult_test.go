@@ -243,7 +243,10 @@ func TestJoinPlacesRoomOnALiveNode(t *testing.T) {
 	ctx := context.Background()
 	var nodes []*cluster.Registry
 	for _, id := range []string{"a", "b"} {
-		r := cluster.New(e.DB, cluster.Config{ID: id, SignalingURL: "ws://node-" + id + "/api/v1/signal", MediaAddress: "node-" + id})
+		// A long heartbeat: the nodes are not refreshed during the test,
+		// which must not see them gone on a slow machine.
+		r := cluster.New(e.DB, cluster.Config{ID: id, SignalingURL: "ws://node-" + id + "/api/v1/signal", MediaAddress: "node-" + id,
+			Heartbeat: time.Minute})
 		if err := r.Heartbeat(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +289,7 @@ func TestJoinPlacesRoomOnALiveNode(t *testing.T) {
 	}
 	// The room's node dies: the next joins go to the live one, and the
 	// patient skips the waiting room there.
-	if _, err := e.DB.Pool.Exec(ctx, `UPDATE nodes SET heartbeat_at = now() - interval '1 minute' WHERE id = $1`, pi.Node); err != nil {
+	if _, err := e.DB.Pool.Exec(ctx, `UPDATE nodes SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`, pi.Node); err != nil {
 		t.Fatal(err)
 	}
 	pi2, pc2 := join(patient)
