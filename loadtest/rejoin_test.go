@@ -82,7 +82,7 @@ func TestClientsRejoinAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	packets := func(c *loadtest.Client, from string) (v, a uint64) {
-		return c.From(from, "video").Packets, c.From(from, "audio").Packets
+		return c.Total(from, "video").Packets, c.Total(from, "audio").Packets
 	}
 	waitFlow := func(what string, since [4]uint64, d time.Duration) time.Duration {
 		start := time.Now()
