@@ -52,7 +52,12 @@ var ctx = context.Background()
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	db := storetest.New(t)
+	return newWorldOn(t, storetest.New(t))
+}
+
+// newWorldOn is newWorld on db, a fresh database.
+func newWorldOn(t testing.TB, db *store.DB) *world {
+	t.Helper()
 	v := vault.NewForTest(t, db)
 	ca, err := LoadOrCreateAuthority(ctx, db, v, "", "")
 	if err != nil {

@@ -2,9 +2,6 @@ package rx
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -49,7 +46,8 @@ type Service struct {
 	now   func() time.Time
 
 	mu       sync.Mutex
-	receipts *SigningIdentity // signs dispense receipts; issued on first use
+	receipts *SigningIdentity        // signs dispense receipts; issued on first use
+	signers  map[string]parsedSigner // practitioners' identities as last parsed, by account id
 }
 
 // NewService returns the prescription service. now is the clock (nil
@@ -134,6 +132,19 @@ func (s *Service) view(ctx context.Context, q store.Q, p store.Prescription, wit
 	if err != nil {
 		return View{}, err
 	}
+	v := viewOf(p, c)
+	if withCode && p.AccessCode != nil {
+		code, err := s.vault.OpenString(ctx, q, accessCodeAAD(p.ID), p.AccessCode)
+		if err != nil {
+			return View{}, err
+		}
+		v.AccessCode = FormatAccessCode(code)
+	}
+	return v, nil
+}
+
+// viewOf is the view of p with its content c opened, without access code.
+func viewOf(p store.Prescription, c sealedContent) View {
 	v := View{
 		ID: p.ID, Status: Status(p.Status), AppointmentID: p.AppointmentID,
 		Prescriber: c.Prescriber, Patient: c.Patient, Items: c.Items, Instructions: c.Instructions,
@@ -150,14 +161,7 @@ func (s *Service) view(ctx context.Context, q store.Q, p store.Prescription, wit
 	if p.DocumentSHA256 != nil {
 		v.DocumentSHA256 = hex.EncodeToString(p.DocumentSHA256)
 	}
-	if withCode && p.AccessCode != nil {
-		code, err := s.vault.OpenString(ctx, q, accessCodeAAD(p.ID), p.AccessCode)
-		if err != nil {
-			return View{}, err
-		}
-		v.AccessCode = FormatAccessCode(code)
-	}
-	return v, nil
+	return v
 }
 
 // deny records a refused access and returns err: the caller sees the
@@ -181,22 +185,7 @@ func (s *Service) blocks(ctx context.Context, q store.Q, a store.Appointment) (P
 	if err != nil {
 		return Prescriber{}, Patient{}, err
 	}
-	specialty := pr.Specialty
-	if sp, ok := booking.SpecialtyByCode(pr.Specialty); ok {
-		specialty = sp.FR
-	}
-	address := pr.Address
-	if city := strings.TrimSpace(strings.TrimSpace(pr.Postcode) + " " + strings.TrimSpace(pr.City)); city != "" {
-		address += "\n" + city
-	}
-	prescriber := Prescriber{
-		AccountID: a.PractitionerID, Name: acct.Name, Specialty: specialty, RPPS: pr.RPPS,
-		Address: strings.TrimSpace(address), Phone: pr.Phone, Email: acct.Email,
-	}
-	if prescriber.Phone == "" {
-		prescriber.Phone = acct.Phone
-	}
-
+	prescriber := prescriberOf(a.PractitionerID, pr, acct)
 	var prof store.PatientProfile
 	if a.ProfileID != nil {
 		prof, err = store.ProfileByID(ctx, q, *a.ProfileID)
@@ -209,14 +198,41 @@ func (s *Service) blocks(ctx context.Context, q store.Q, a store.Appointment) (P
 		}
 		return prescriber, Patient{}, err
 	}
+	patient, err := s.patientOf(ctx, q, a.PatientID, prof)
+	return prescriber, patient, err
+}
+
+// prescriberOf is the prescriber block of a practitioner's profile and
+// account.
+func prescriberOf(accountID string, pr store.Practitioner, acct store.Account) Prescriber {
+	specialty := pr.Specialty
+	if sp, ok := booking.SpecialtyByCode(pr.Specialty); ok {
+		specialty = sp.FR
+	}
+	address := pr.Address
+	if city := strings.TrimSpace(strings.TrimSpace(pr.Postcode) + " " + strings.TrimSpace(pr.City)); city != "" {
+		address += "\n" + city
+	}
+	prescriber := Prescriber{
+		AccountID: accountID, Name: acct.Name, Specialty: specialty, RPPS: pr.RPPS,
+		Address: strings.TrimSpace(address), Phone: pr.Phone, Email: acct.Email,
+	}
+	if prescriber.Phone == "" {
+		prescriber.Phone = acct.Phone
+	}
+	return prescriber
+}
+
+// patientOf is the patient block of a profile, its measurements opened.
+func (s *Service) patientOf(ctx context.Context, q store.Q, patientID string, prof store.PatientProfile) (Patient, error) {
 	patient := Patient{
-		AccountID: a.PatientID, Surname: prof.FamilyName, FirstNames: prof.GivenNames, Sex: prof.Sex,
+		AccountID: patientID, Surname: prof.FamilyName, FirstNames: prof.GivenNames, Sex: prof.Sex,
 		BirthDate: prof.BirthDate.Format(time.DateOnly),
 	}
 	if prof.Measurements != nil {
 		b, err := s.vault.Open(ctx, q, vault.AAD{Table: "patient_profiles", Column: "measurements", RowID: prof.ID}, prof.Measurements)
 		if err != nil {
-			return prescriber, Patient{}, err
+			return Patient{}, err
 		}
 		var m struct {
 			WeightKg float64 `json:"weight_kg"`
@@ -228,7 +244,7 @@ func (s *Service) blocks(ctx context.Context, q store.Q, a store.Appointment) (P
 			patient.WeightKg, patient.HeightCm = m.WeightKg, m.HeightCm
 		}
 	}
-	return prescriber, patient, nil
+	return patient, nil
 }
 
 // consulted reports whether an appointment's consultation takes or took
@@ -391,206 +407,6 @@ func (s *Service) Update(ctx context.Context, who Caller, id string, c Content) 
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Entry{Actor: who, Action: "write", ObjectType: "prescription", ObjectID: id, SubjectID: p.PatientID})
-	})
-	return out, err
-}
-
-// signingIdentity returns the practitioner's signing key and certificate,
-// issuing them (sealed with the practitioner's key) at first use, when the
-// authority changed, or when the certificate is about to expire.
-func (s *Service) signingIdentity(ctx context.Context, practitionerID string, prescriber Prescriber) (*SigningIdentity, error) {
-	now := s.now()
-	k, err := store.SigningKeyOf(ctx, s.db.Pool, practitionerID)
-	if err == nil && string(k.CASHA256) == string(s.ca.fingerprint()) && k.NotAfter.After(now.Add(renewWithin)) {
-		der, err := s.vault.Open(ctx, s.db.Pool, signingKeyAAD(practitionerID), k.KeySealed)
-		if err != nil {
-			return nil, err
-		}
-		key, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("rx: signing key: %w", err)
-		}
-		cert, err := x509.ParseCertificate(k.CertDER)
-		if err != nil {
-			return nil, fmt.Errorf("rx: signing certificate: %w", err)
-		}
-		ec, ok := key.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("rx: signing key is not ECDSA")
-		}
-		// A certificate names the practitioner: a new name or RPPS number
-		// gets a new one.
-		if cert.Subject.CommonName == prescriber.Name && cert.Subject.SerialNumber == prescriber.RPPS {
-			return &SigningIdentity{Key: ec, Cert: cert}, nil
-		}
-	}
-	if err != nil && problem.KindOf(err) != problem.NotFound {
-		return nil, err
-	}
-	id, err := s.ca.Issue(prescriber.Name, prescriber.RPPS, prescriber.Email, now)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(id.Key)
-	if err != nil {
-		return nil, err
-	}
-	err = s.db.Tx(ctx, func(tx pgx.Tx) error {
-		keyID, err := s.vault.AccountKey(ctx, tx, practitionerID)
-		if err != nil {
-			return err
-		}
-		sealed, err := s.vault.Seal(ctx, tx, keyID, signingKeyAAD(practitionerID), der)
-		if err != nil {
-			return err
-		}
-		if err := store.SaveSigningKey(ctx, tx, store.SigningKey{PractitionerID: practitionerID, CertDER: id.Cert.Raw,
-			KeySealed: sealed, CASHA256: s.ca.fingerprint(), NotAfter: id.Cert.NotAfter}); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, audit.Entry{Actor: audit.System, Action: "create", ObjectType: "signing_key", ObjectID: practitionerID,
-			Detail: "certificate " + SerialHex(id.Cert)})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return id, nil
-}
-
-// Sign renders the draft, signs the PDF with the practitioner's key and
-// makes the prescription ready: from then on it never changes. The
-// patient is told through the outbox in the same transaction. Signing a
-// correction cancels the prescription it corrects.
-func (s *Service) Sign(ctx context.Context, who Caller, id string) (View, error) {
-	p, err := s.prescriberOwn(ctx, who, id, "sign")
-	if err != nil {
-		return View{}, err
-	}
-	if p.Status != string(StatusDraft) {
-		return View{}, ErrNotDraft.With("this prescription is already signed or cancelled")
-	}
-	c, err := s.openContent(ctx, s.db.Pool, p)
-	if err != nil {
-		return View{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return View{}, err
-	}
-	a, err := store.AppointmentByID(ctx, s.db.Pool, p.AppointmentID)
-	if err != nil {
-		return View{}, err
-	}
-	// The blocks are taken afresh: the prescription carries the profiles
-	// as they are when it is signed.
-	prescriber, patient, err := s.blocks(ctx, s.db.Pool, a)
-	if err != nil {
-		return View{}, err
-	}
-	c.Prescriber, c.Patient = prescriber, patient
-	signer, err := s.signingIdentity(ctx, p.PractitionerID, prescriber)
-	if err != nil {
-		return View{}, err
-	}
-	var replaced *store.Prescription
-	if p.ReplacesID != nil {
-		r, err := store.PrescriptionByID(ctx, s.db.Pool, *p.ReplacesID)
-		if err != nil {
-			return View{}, err
-		}
-		replaced = &r
-	}
-
-	// The draft is sealed with the patient's account key (sealContent),
-	// and an account's key never changes: no need to look it up again.
-	patientKey, err := vault.KeyOf(p.Content)
-	if err != nil {
-		return View{}, err
-	}
-	now := s.now().Truncate(time.Second)
-	for attempt := 0; ; attempt++ {
-		doc := Document{
-			Number: NewNumber(), AccessCode: NewAccessCode(), Prescriber: prescriber, Patient: patient, Content: c.Content,
-			SignedAt: now, ValidUntil: c.ValidUntil(now),
-			SignerSubject: signer.Cert.Subject.CommonName, SignerSerial: SerialHex(signer.Cert), Issuer: s.ca.Cert.Subject.CommonName,
-		}
-		if replaced != nil && replaced.Number != nil {
-			doc.Replaces = *replaced.Number
-		}
-		pdf, err := s.signDocument(doc, signer)
-		if err != nil {
-			return View{}, err
-		}
-		out, err := s.commitSignature(ctx, who, p, replaced, c, doc, pdf, patientKey)
-		if err != nil && store.ConstraintViolated(err, store.PrescriptionsConstraintNumber) && attempt < 3 {
-			continue // a number drawn twice: 29^11 makes this all but impossible
-		}
-		return out, err
-	}
-}
-
-// signDocument renders and signs a prescription.
-func (s *Service) signDocument(doc Document, signer *SigningIdentity) ([]byte, error) {
-	unsigned, err := Render(doc)
-	if err != nil {
-		return nil, err
-	}
-	return signPDF(unsigned, signer, s.ca.Cert, "Ordonnance n° "+FormatNumber(doc.Number), doc.SignedAt)
-}
-
-func (s *Service) commitSignature(ctx context.Context, who Caller, p store.Prescription, replaced *store.Prescription, c sealedContent, doc Document, pdf []byte, patientKey string) (View, error) {
-	body, err := json.Marshal(c)
-	if err != nil {
-		return View{}, err
-	}
-	sum := sha256.Sum256(pdf)
-	signed := store.SignedPrescription{
-		Number: doc.Number, AccessCodeHash: hashSecret(doc.AccessCode), DocumentSHA256: sum[:],
-		SignedAt: doc.SignedAt, ValidUntil: doc.ValidUntil, Renewals: c.Renewals(),
-	}
-	if signed.Content, err = s.vault.Seal(ctx, s.db.Pool, patientKey, contentAAD(p.ID), body); err != nil {
-		return View{}, err
-	}
-	if signed.AccessCode, err = s.vault.Seal(ctx, s.db.Pool, patientKey, accessCodeAAD(p.ID), []byte(doc.AccessCode)); err != nil {
-		return View{}, err
-	}
-	if signed.Document, err = s.vault.Seal(ctx, s.db.Pool, patientKey, documentAAD(p.ID), pdf); err != nil {
-		return View{}, err
-	}
-	var out View
-	err = s.db.Tx(ctx, func(tx pgx.Tx) error {
-		if err := store.SignPrescription(ctx, tx, p.ID, p.Content, signed); err != nil {
-			if errors.Is(err, store.ErrPrescriptionState) {
-				return ErrNotDraft.With("this prescription changed while it was being signed; reload it and sign again").Wrap(err)
-			}
-			return err
-		}
-		if err := store.RecordPrescriptionEvent(ctx, tx, event(p.ID, who, "sign", string(StatusDraft), string(StatusReady), nil, doc.SignedAt)); err != nil {
-			return err
-		}
-		if replaced != nil {
-			from, err := store.CancelPrescription(ctx, tx, replaced.ID, doc.SignedAt)
-			if err != nil {
-				if errors.Is(err, store.ErrPrescriptionState) {
-					return ErrNotCancellable.With("the prescription this one corrects is held or dispensed by a pharmacy and can no longer be replaced").Wrap(err)
-				}
-				return err
-			}
-			if err := store.RecordPrescriptionEvent(ctx, tx, event(replaced.ID, who, "cancel", from, string(StatusCancelled), nil, doc.SignedAt)); err != nil {
-				return err
-			}
-		}
-		if err := store.Enqueue(ctx, tx, store.OutboxEvent{Kind: "prescription.ready", RecipientID: p.PatientID, PrescriptionID: p.ID}); err != nil {
-			return err
-		}
-		got, err := store.PrescriptionByID(ctx, tx, p.ID)
-		if err != nil {
-			return err
-		}
-		if out, err = s.view(ctx, tx, got, false); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, audit.Entry{Actor: who, Action: "sign", ObjectType: "prescription", ObjectID: p.ID, SubjectID: p.PatientID,
-			Detail: "number " + FormatNumber(doc.Number)})
 	})
 	return out, err
 }
