@@ -195,8 +195,9 @@ func runRx(ctx context.Context, o options, rep *Report) error {
 	rep.row("Prescriptions", "time to sign one document p50", "ms", p50, 1, "", "")
 	rep.row("Prescriptions", "service CPU per signature (PostgreSQL's not counted)", "ms", cm, 2, "", "")
 	var b strings.Builder
-	fmt.Fprintf(&b, "**What:** prescriptions signed per second, end to end through `rx.Service.Sign` as the API calls it: read the draft and the profiles, "+
-		"render the A4 PDF (QR code; Go Regular embedded, prepared once per process for Windows-1252 text, subset per document by fpdf otherwise), embed the PKCS#7 signature, seal the content, access code and PDF, and commit them with the history, outbox and audit rows. "+
+	fmt.Fprintf(&b, "**What:** prescriptions signed per second, end to end through `rx.Service.Sign` as the API calls it: read the draft, the profiles and the signing key (one pipelined batch, no transaction), "+
+		"render the A4 PDF (QR code; Go Regular embedded, prepared once per process for Windows-1252 text, subset per document by fpdf otherwise), embed the PKCS#7 signature, seal the content, access code and PDF, "+
+		"and commit them with the history, outbox and audit rows (BEGIN to COMMIT in a second batch: two round trips per signature, 11 statements; `go test -run SignRoundTrips ./rx/` counts them). "+
 		"**How:** the service (`server.New`) in this process on a fresh database; the practitioner's certificate is issued and the font prepared before the clock starts; "+
 		"each run writes %d drafts first, then %d concurrent workers sign them all.\n\n", perRun, workers)
 	fmt.Fprintf(&b, "| Figure | Median | Spread |\n|---|---:|---:|\n| signed per second | %s | %s |\n| time per document p50 (ms) | %s | %s |\n| service CPU per signature (ms) | %s | %s |\n\n",
