@@ -1,14 +1,10 @@
 package booking
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"teleconsult/audit"
-	"teleconsult/store"
 	"teleconsult/store/storetest"
 )
 
@@ -17,18 +13,8 @@ import (
 // reports the statements each booking sends and the round trips they
 // take.
 func BenchmarkBook(b *testing.B) {
-	cfg, err := pgxpool.ParseConfig(storetest.NewURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	counter := &queryCounter{}
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	f := newFixtureOn(b, &store.DB{Pool: pool})
+	db, counter := storetest.NewCounted(b)
+	f := newFixtureOn(b, db)
 	var patients []audit.Actor
 	for range 20 {
 		patients = append(patients, f.account("patient", "Bench Patient"))
@@ -43,7 +29,7 @@ func BenchmarkBook(b *testing.B) {
 	}
 
 	b.ReportAllocs()
-	counter.reset()
+	counter.Reset()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i >= len(slots) {
@@ -54,7 +40,7 @@ func BenchmarkBook(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	statements, roundTrips := counter.counts()
+	statements, roundTrips := counter.Counts()
 	b.ReportMetric(float64(statements)/float64(b.N), "queries/op")
 	b.ReportMetric(float64(roundTrips)/float64(b.N), "roundtrips/op")
 }

@@ -267,7 +267,7 @@ func (s *Service) bookTx(ctx context.Context, who audit.Actor, req BookRequest, 
 		}
 		return err
 	})
-	q := queued{b}
+	q := store.Queue{Batch: b}
 	if err := store.RecordAppointmentEvent(ctx, q, a.ID, who.ID, "", a.Status, ""); err != nil {
 		return store.Appointment{}, err
 	}
@@ -314,29 +314,3 @@ func bookErr(err error) error {
 	}
 	return fmt.Errorf("booking: book: %w", err)
 }
-
-// queued is a store.Q that queues the statements it is given on a batch
-// instead of running them, so that the store and audit functions that
-// only write, with one Exec each and no look at its command tag, join a
-// pipelined transaction unchanged. Their errors come when the batch is
-// read. Functions that read cannot be queued.
-type queued struct{ b *pgx.Batch }
-
-var _ store.Q = queued{}
-
-var errNotQueueable = errors.New("booking: a statement that returns rows cannot be queued")
-
-func (q queued) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	q.b.Queue(sql, args...)
-	return pgconn.CommandTag{}, nil
-}
-
-func (q queued) Query(context.Context, string, ...any) (pgx.Rows, error) {
-	return nil, errNotQueueable
-}
-
-func (q queued) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{errNotQueueable} }
-
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }

@@ -1,64 +1,18 @@
 package booking
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"teleconsult/store"
 	"teleconsult/store/storetest"
 )
 
-// queryCounter counts the statements sent to PostgreSQL (BEGIN and COMMIT
-// included) and the round trips they take (a batch is one): figures that
-// the load of the machine does not change, unlike the time.
-type queryCounter struct{ statements, roundTrips, batches atomic.Int64 }
-
-func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.statements.Add(1)
-	c.roundTrips.Add(1)
-	return ctx
-}
-
-func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-func (c *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.roundTrips.Add(1)
-	c.batches.Add(1)
-	return ctx
-}
-
-func (c *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	c.statements.Add(1)
-}
-
-func (c *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-func (c *queryCounter) reset() { c.statements.Store(0); c.roundTrips.Store(0); c.batches.Store(0) }
-
-func (c *queryCounter) counts() (statements, roundTrips int64) {
-	return c.statements.Load(), c.roundTrips.Load()
-}
-
 // countedFixture is a fixture whose pool counts what it sends.
-func countedFixture(t testing.TB) (*fixture, *queryCounter) {
+func countedFixture(t testing.TB) (*fixture, *storetest.QueryCounter) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(storetest.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &queryCounter{}
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return newFixtureOn(t, &store.DB{Pool: pool}), counter
+	db, counter := storetest.NewCounted(t)
+	return newFixtureOn(t, db), counter
 }
 
 // TestBookRoundTrips keeps a booking at two round trips to PostgreSQL
@@ -114,11 +68,11 @@ func TestBookRoundTrips(t *testing.T) {
 	}
 	for _, tt := range tests {
 		start := tt.start()
-		counter.reset()
+		counter.Reset()
 		if _, err := f.book(pat, tt.typ, start, ""); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		statements, rounds := counter.counts()
+		statements, rounds := counter.Counts()
 		t.Logf("%s: %d statements in %d round trips", tt.name, statements, rounds)
 		if statements > tt.statements || rounds > tt.rounds {
 			t.Errorf("%s: %d statements in %d round trips; want at most %d in %d", tt.name, statements, rounds, tt.statements, tt.rounds)
@@ -127,11 +81,11 @@ func TestBookRoundTrips(t *testing.T) {
 	// A reason is sealed before the transaction begins (the vault reads
 	// the patient's key id): the transaction itself is still two batches.
 	start := first(f.free).Add(24 * time.Hour)
-	counter.reset()
+	counter.Reset()
 	if _, err := f.book(pat, f.free, start, "fever"); err != nil {
 		t.Fatal(err)
 	}
-	if n := counter.batches.Load(); n != 2 {
+	if n := counter.Batches(); n != 2 {
 		t.Errorf("with a reason: %d batches; want 2", n)
 	}
 }

@@ -295,7 +295,7 @@ func (s *Service) commitSignature(ctx context.Context, who Caller, p store.Presc
 			return err
 		}
 	}
-	q := queued{b}
+	q := store.Queue{Batch: b}
 	if err := store.Enqueue(ctx, q, store.OutboxEvent{Kind: "prescription.ready", RecipientID: p.PatientID, PrescriptionID: p.ID}); err != nil {
 		return View{}, err
 	}
@@ -349,32 +349,6 @@ func notNull(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23502"
 }
-
-// queued is a store.Q that queues the statements it is given on a batch
-// instead of running them, so that the store and audit functions that
-// only write, with one Exec each and no look at its command tag, join a
-// pipelined transaction unchanged. Their errors come when the batch is
-// read. Functions that read cannot be queued.
-type queued struct{ b *pgx.Batch }
-
-var _ store.Q = queued{}
-
-var errNotQueueable = errors.New("rx: a statement that returns rows cannot be queued")
-
-func (q queued) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	q.b.Queue(sql, args...)
-	return pgconn.CommandTag{}, nil
-}
-
-func (q queued) Query(context.Context, string, ...any) (pgx.Rows, error) {
-	return nil, errNotQueueable
-}
-
-func (q queued) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{errNotQueueable} }
-
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
 
 // parsedSigner is a practitioner's signing identity as last parsed, with
 // the DER it was parsed from.

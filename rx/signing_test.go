@@ -1,65 +1,22 @@
 package rx
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"teleconsult/store"
 	"teleconsult/store/storetest"
 )
-
-// queryCounter counts the statements sent to PostgreSQL (BEGIN and COMMIT
-// included) and the round trips they take (a batch is one): figures that
-// the load of the machine does not change, unlike the time.
-type queryCounter struct{ statements, roundTrips, batches atomic.Int64 }
-
-func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.statements.Add(1)
-	c.roundTrips.Add(1)
-	return ctx
-}
-
-func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-func (c *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.roundTrips.Add(1)
-	c.batches.Add(1)
-	return ctx
-}
-
-func (c *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	c.statements.Add(1)
-}
-
-func (c *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-func (c *queryCounter) reset() { c.statements.Store(0); c.roundTrips.Store(0); c.batches.Store(0) }
 
 // countedWorld is a world whose pool counts what it sends. Its vault
 // trusts its cache for an hour, so that no check of destroyed keys
 // joins the count.
-func countedWorld(t *testing.T) (*world, *queryCounter) {
+func countedWorld(t *testing.T) (*world, *storetest.QueryCounter) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(storetest.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &queryCounter{}
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	w := newWorldOn(t, &store.DB{Pool: pool})
+	db, counter := storetest.NewCounted(t)
+	w := newWorldOn(t, db)
 	w.vault.MaxStale = time.Hour
 	return w, counter
 }
@@ -96,12 +53,13 @@ func TestSignRoundTrips(t *testing.T) {
 	}
 	for _, tt := range tests {
 		id := tt.draft()
-		counter.reset()
+		counter.Reset()
 		v, err := w.svc.Sign(ctx, w.practitioner, id)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		statements, rounds, batches := counter.statements.Load(), counter.roundTrips.Load(), counter.batches.Load()
+		statements, rounds := counter.Counts()
+		batches := counter.Batches()
 		t.Logf("%s: %d statements in %d round trips", tt.name, statements, rounds)
 		if rounds != 2 || batches != 2 || statements > tt.statements {
 			t.Errorf("%s: %d statements in %d round trips (%d batches); want at most %d in 2 batches", tt.name, statements, rounds, batches, tt.statements)
