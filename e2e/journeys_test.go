@@ -21,12 +21,14 @@ type doctor struct {
 func (e *env) doctor(email, name string) *doctor {
 	e.t.Helper()
 	c := e.staff("practitioner", email, name)
-	// Opening hours run 00:00-23:50 local time: in the last hour of the
-	// Paris day the next slot would be after midnight, too far ahead for
-	// the consultation room (open 15 minutes before). The practitioner
-	// then works from Tokyo, where it is morning.
+	// Opening hours run 00:00-23:50 local time: late in the Paris day the
+	// next slot would be after midnight, too far ahead for the
+	// consultation room (open 15 minutes before), and a slot an hour
+	// ahead would be tomorrow's, out of reach of a delay announced for
+	// today. From 21:00 Paris time the practitioner works from Tokyo,
+	// where it is early morning.
 	zone := "Europe/Paris"
-	if paris, err := time.LoadLocation(zone); err == nil && time.Now().In(paris).Hour() == 23 {
+	if paris, err := time.LoadLocation(zone); err == nil && time.Now().In(paris).Hour() >= 21 {
 		zone = "Asia/Tokyo"
 	}
 	c.call("PUT", "/api/v1/practitioner/profile", map[string]any{
