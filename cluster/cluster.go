@@ -2,8 +2,10 @@
 // PostgreSQL: each node registers itself and refreshes its record with
 // its load every heartbeat, and each consult's room is placed on exactly
 // one live node, chosen by load when its first participant joins. A node
-// that stops refreshing for three heartbeats is gone: its rooms are
-// placed again, on a live node, at their next join.
+// that stops refreshing for three heartbeats is gone, and one that stops
+// cleanly is stopped at once: either way its rooms are placed again, on a
+// live node, at their next join. A drain (no new room on the node) lasts
+// until it is undone, across the node's restarts.
 package cluster
 
 import (
@@ -140,8 +142,9 @@ func (r *Registry) Heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// Run heartbeats until ctx ends, then deletes this node's record so that
-// its rooms are placed elsewhere at once.
+// Run heartbeats until ctx ends, then marks this node stopped so that its
+// rooms are placed elsewhere at once. The record stays, with its draining
+// flag, for the next start under the same id.
 func (r *Registry) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
@@ -154,7 +157,7 @@ func (r *Registry) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := store.DeleteNode(dctx, r.db.Pool, r.cfg.ID); err != nil {
+			if err := store.StopNode(dctx, r.db.Pool, r.cfg.ID); err != nil {
 				r.cfg.Log.Warn("cluster: leaving", "node", r.cfg.ID, "err", err)
 			}
 			cancel()
@@ -212,39 +215,61 @@ func (r *Registry) Finished(ctx context.Context, room string) error {
 	return store.FinishRoom(ctx, r.db.Pool, room, r.cfg.ID)
 }
 
-// Nodes lists the registered nodes with their liveness.
+// Nodes lists the registered nodes with their liveness; a stopped or gone
+// node stays listed until Forget.
 func (r *Registry) Nodes(ctx context.Context) ([]store.Node, error) {
 	return store.Nodes(ctx, r.db.Pool, r.Gone())
 }
 
 // SetDraining drains (or undrains) node id: a draining node takes no new
-// room; its running consults finish there.
+// room; its running consults finish there. The flag outlives the node's
+// restarts: it is cleared only by undraining.
 func SetDraining(ctx context.Context, db *store.DB, id string, draining bool) error {
 	return store.SetNodeDraining(ctx, db.Pool, id, draining)
+}
+
+// Forget removes the record of node id, stopped or gone for good (its
+// drain flag with it); it refuses a live node. heartbeat is the nodes'.
+func Forget(ctx context.Context, db *store.DB, id string, heartbeat time.Duration) error {
+	return store.DeleteNode(ctx, db.Pool, id, goneAfter*heartbeat)
 }
 
 // ErrDrainTimeout is returned when a drained node still has rooms at the
 // end of the wait.
 var ErrDrainTimeout = errors.New("cluster: the node still has rooms")
 
-// WaitDrained polls node id until it reports no room, or ctx ends.
+// JoinGrace is how long after a join placed a room on a node (or found it
+// there) a drain still waits for that room, even though the node does not
+// report it: the join hands the client a token, and the client connects
+// to the node next. Why 10 s: a page connects as soon as it has its
+// token; 10 s covers a slow mobile network's TLS and WebSocket handshakes.
+// WaitDrained adds two heartbeats, the delay before the node reports a
+// room its client reached.
+const JoinGrace = 10 * time.Second
+
+// WaitDrained polls node id, every heartbeat, until its consults are
+// over: the node reports no room, and no room was placed on it or joined
+// there within JoinGrace plus two heartbeats without ending since (a
+// client about to connect). It returns at once when the node stopped
+// (nothing runs there any more), and ErrDrainTimeout when ctx ends first.
 func WaitDrained(ctx context.Context, db *store.DB, id string, every time.Duration) error {
 	for {
 		nodes, err := store.Nodes(ctx, db.Pool, goneAfter*every)
 		if err != nil {
 			return err
 		}
-		found := false
-		for _, n := range nodes {
-			if n.ID == id {
-				found = true
-				if n.Rooms == 0 {
-					return nil
-				}
-			}
-		}
-		if !found {
+		i := slices.IndexFunc(nodes, func(n store.Node) bool { return n.ID == id })
+		if i < 0 || nodes[i].Stopped {
 			return nil // it left
+		}
+		if nodes[i].Rooms == 0 {
+			recent, err := store.RecentPlacements(ctx, db.Pool, id, JoinGrace+2*every)
+			if err != nil {
+				return err
+			}
+			if recent == 0 {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -76,16 +76,145 @@ func TestRegistryHeartbeatAndGone(t *testing.T) {
 	if got := a.SignalOrigins(); len(got) != 1 || got[0] != "ws://a:8080" {
 		t.Fatalf("origins before a's next heartbeat: %v", got)
 	}
-	// A clean stop deletes the record.
-	rctx, cancel := context.WithCancel(ctx)
+	// A clean stop marks the record stopped: not alive at once.
+	stop(t, a)
+	nodes, _ = a.Nodes(ctx)
+	if len(nodes) != 2 || nodes[0].ID != "a" || nodes[0].Alive || !nodes[0].Stopped {
+		t.Fatalf("after a stopped: %+v", nodes)
+	}
+	// Forget removes a stopped node, and refuses a live one.
+	c := node(t, db, "c", 0)
+	if err := cluster.Forget(ctx, db, "c", cluster.DefaultHeartbeat); !errors.Is(err, store.ErrNodeAlive) {
+		t.Fatalf("forgetting a live node: %v", err)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := cluster.Forget(ctx, db, id, cluster.DefaultHeartbeat); err != nil {
+			t.Fatalf("forget %s: %v", id, err)
+		}
+	}
+	if err := cluster.Forget(ctx, db, "a", cluster.DefaultHeartbeat); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("forgetting an unknown node: %v", err)
+	}
+	if nodes, _ = c.Nodes(ctx); len(nodes) != 1 || nodes[0].ID != "c" {
+		t.Fatalf("after forgetting a and b: %+v", nodes)
+	}
+}
+
+// stop runs r for a moment, then stops it as a clean shutdown does.
+func stop(t *testing.T, r *cluster.Registry) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { a.Run(rctx); close(done) }()
+	go func() { r.Run(ctx); close(done) }()
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	<-done
-	nodes, _ = a.Nodes(ctx)
-	if len(nodes) != 1 || nodes[0].ID != "b" {
-		t.Fatalf("after a stopped: %+v", nodes)
+}
+
+// TestDrainOutlivesACleanRestart: an operator drains a node for
+// maintenance and restarts it; it comes back draining, takes no new room
+// until undrained, and while stopped it takes none at all.
+func TestDrainOutlivesACleanRestart(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	rooms := appointments(t, db, 4)
+	a := node(t, db, "a", 0)
+	node(t, db, "b", 5) // busier: a wins every placement it may take
+	p, err := a.Place(ctx, rooms[0])
+	if err != nil || p.Node != "a" {
+		t.Fatalf("first placement: %v %v", p, err)
+	}
+	if err := cluster.SetDraining(ctx, db, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	stop(t, a)
+	// Stopped, within its last heartbeat's gone interval: no room stays
+	// or goes there.
+	for _, r := range rooms[:2] {
+		if p, err := a.Place(ctx, r); err != nil || p.Node != "b" {
+			t.Fatalf("room %s placed on %v (%v) while a is stopped", r, p, err)
+		}
+	}
+	// Restarted under the same id: still draining.
+	a2 := node(t, db, "a", 0)
+	nodes, err := a2.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nodes[0].Alive || nodes[0].Stopped || !nodes[0].Draining {
+		t.Fatalf("a after its restart: %+v", nodes[0])
+	}
+	if p, err := a2.Place(ctx, rooms[2]); err != nil || p.Node != "b" {
+		t.Fatalf("new room placed on %v (%v), want b: a is drained", p, err)
+	}
+	if err := cluster.SetDraining(ctx, db, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := a2.Place(ctx, rooms[3]); err != nil || p.Node != "a" {
+		t.Fatalf("after undrain, new room placed on %v (%v), want a", p, err)
+	}
+}
+
+// TestWaitDrainedWaitsForARoomAboutToJoin: a room placed on a node just
+// before its drain, whose clients have not connected yet (the node does
+// not report it), keeps `drain --wait` waiting until it ends or its
+// clients had long enough to connect.
+func TestWaitDrainedWaitsForARoomAboutToJoin(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	rooms := appointments(t, db, 2)
+	a := node(t, db, "a", 0)
+	node(t, db, "b", 5)
+	wait := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return cluster.WaitDrained(ctx, db, "a", 50*time.Millisecond)
+	}
+	// No room at all: at once.
+	if err := cluster.SetDraining(ctx, db, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(time.Second); err != nil {
+		t.Fatalf("an empty node: %v", err)
+	}
+	if err := cluster.SetDraining(ctx, db, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rooms {
+		if p, err := a.Place(ctx, r); err != nil || p.Node != "a" {
+			t.Fatalf("placement: %v %v", p, err)
+		}
+	}
+	if err := cluster.SetDraining(ctx, db, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(500 * time.Millisecond); !errors.Is(err, cluster.ErrDrainTimeout) {
+		t.Fatalf("two rooms about to join, the node reporting none: the wait returned %v", err)
+	}
+	// One room ends; the other's token was handed out long ago and nobody
+	// connected with it: the wait is over.
+	if err := a.Finished(ctx, rooms[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE room_placements SET placed_at = now() - $1::interval WHERE room = $2`,
+		2*cluster.JoinGrace, rooms[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(time.Second); err != nil {
+		t.Fatalf("no room left: %v", err)
+	}
+	// Its patient joins again (the room stays on the draining node): the
+	// wait is on again.
+	if p, err := a.Place(ctx, rooms[1]); err != nil || p.Node != "a" {
+		t.Fatalf("re-join moved the room: %v %v", p, err)
+	}
+	if err := wait(500 * time.Millisecond); !errors.Is(err, cluster.ErrDrainTimeout) {
+		t.Fatalf("a re-joined room about to connect: the wait returned %v", err)
+	}
+	// A stopped node has nothing left to wait for.
+	stop(t, a)
+	if err := wait(time.Second); err != nil {
+		t.Fatalf("a stopped node: %v", err)
 	}
 }
 

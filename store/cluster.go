@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,28 +25,36 @@ type Node struct {
 	StartedAt    time.Time `db:"started_at"`
 	HeartbeatAt  time.Time `db:"heartbeat_at"`
 	// Placed counts the rooms placed on the node and not finished; Alive
-	// says whether it refreshed its row within the gone interval.
-	Placed int  `db:"placed"`
-	Alive  bool `db:"alive"`
+	// says whether it refreshed its row within the gone interval and did
+	// not stop; Stopped, whether its last process stopped cleanly.
+	Placed  int  `db:"placed"`
+	Alive   bool `db:"alive"`
+	Stopped bool `db:"stopped"`
 }
 
 const nodeColumns = `n.id, n.signaling_url, n.media_address, n.rooms, n.participants, n.cpu, n.bandwidth, n.draining,
 	n.started_at, n.heartbeat_at,
 	(SELECT count(*) FROM room_placements p
-		WHERE p.node_id = n.id AND p.finished_at IS NULL AND p.placed_at >= n.started_at)::int AS placed,
-	n.heartbeat_at > now() - $1::interval AS alive`
+		WHERE p.node_id = n.id AND p.finished_at IS NULL AND p.placed_at >= n.started_at AND n.stopped_at IS NULL)::int AS placed,
+	n.stopped_at IS NULL AND n.heartbeat_at > now() - $1::interval AS alive,
+	n.stopped_at IS NOT NULL AS stopped`
 
-// HeartbeatNode registers node n or refreshes its row with its load. It
-// keeps the draining flag an operator set. first marks the first
-// heartbeat of a process: the node's start time is reset, so that rooms
-// placed on an earlier process under the same id (killed, or stopped
-// while calls ran) stop counting as its load until someone joins them
-// again (see PlaceRoom).
+// liveNode is the condition on nodes n under which n may hold rooms, with
+// the gone interval as $1.
+const liveNode = `n.stopped_at IS NULL AND n.heartbeat_at > now() - $1::interval`
+
+// HeartbeatNode registers node n or refreshes its row with its load, and
+// clears the stopped mark of an earlier process under the same id. It
+// keeps the draining flag an operator set, across restarts too. first
+// marks the first heartbeat of a process: the node's start time is
+// reset, so that rooms placed on an earlier process under the same id
+// (killed, or stopped while calls ran) stop counting as its load until
+// someone joins them again (see PlaceRoom).
 func HeartbeatNode(ctx context.Context, q Q, n Node, first bool) error {
 	_, err := q.Exec(ctx, `INSERT INTO nodes (id, signaling_url, media_address, rooms, participants, cpu, bandwidth)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO UPDATE SET signaling_url = $2, media_address = $3, rooms = $4, participants = $5,
-			cpu = $6, bandwidth = $7, heartbeat_at = now(),
+			cpu = $6, bandwidth = $7, heartbeat_at = now(), stopped_at = NULL,
 			started_at = CASE WHEN $8 THEN now() ELSE nodes.started_at END`,
 		n.ID, n.SignalingURL, n.MediaAddress, n.Rooms, n.Participants, n.CPU, n.Bandwidth, first)
 	if err != nil {
@@ -54,11 +63,36 @@ func HeartbeatNode(ctx context.Context, q Q, n Node, first bool) error {
 	return nil
 }
 
-// DeleteNode removes node id's row (a clean shutdown): its rooms are
-// re-placed at their next join.
-func DeleteNode(ctx context.Context, q Q, id string) error {
-	if _, err := q.Exec(ctx, `DELETE FROM nodes WHERE id = $1`, id); err != nil {
+// StopNode marks node id stopped (a clean shutdown): it is no longer
+// alive, so its rooms are placed again at their next join, but its row
+// and its draining flag stay for its next start under the same id.
+func StopNode(ctx context.Context, q Q, id string) error {
+	if _, err := q.Exec(ctx, `UPDATE nodes SET stopped_at = now(), rooms = 0, participants = 0, cpu = 0, bandwidth = 0
+		WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("store: stop node: %w", err)
+	}
+	return nil
+}
+
+// ErrNodeAlive is returned when a live node's row would be deleted: it
+// would register again, undrained, at its next heartbeat.
+var ErrNodeAlive = problem.New(problem.Conflict, "node_alive", "the node is running; stop it first")
+
+// DeleteNode removes the row of node id, a node removed from the cluster;
+// it refuses a node that is alive (heartbeat within gone, not stopped).
+func DeleteNode(ctx context.Context, q Q, id string, gone time.Duration) error {
+	var alive bool
+	err := q.QueryRow(ctx, `WITH gone AS (
+			DELETE FROM nodes n WHERE n.id = $2 AND NOT (`+liveNode+`) RETURNING false AS alive)
+		SELECT alive FROM gone
+		UNION ALL SELECT true FROM nodes n WHERE n.id = $2 AND `+liveNode, gone, id).Scan(&alive)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound.Withf("no node %q is registered", id)
+	case err != nil:
 		return fmt.Errorf("store: delete node: %w", err)
+	case alive:
+		return ErrNodeAlive.Withf("node %q is running; stop it before removing it", id)
 	}
 	return nil
 }
@@ -101,7 +135,7 @@ func PlaceRoom(ctx context.Context, tx pgx.Tx, room string, gone time.Duration, 
 	}
 	rows, err := tx.Query(ctx, `SELECT `+nodeColumns+` FROM nodes n
 		JOIN room_placements p ON p.node_id = n.id AND p.room = $2 AND p.finished_at IS NULL
-		WHERE n.heartbeat_at > now() - $1::interval`, gone, room)
+		WHERE `+liveNode, gone, room)
 	if err != nil {
 		return Node{}, fmt.Errorf("store: room placement: %w", err)
 	}
@@ -110,10 +144,11 @@ func PlaceRoom(ctx context.Context, tx pgx.Tx, room string, gone time.Duration, 
 		return Node{}, fmt.Errorf("store: room placement: %w", err)
 	}
 	if len(cur) == 1 {
-		// A room placed before its node restarted is joined again: it
-		// counts as that node's load once more.
-		if _, err := tx.Exec(ctx, `UPDATE room_placements SET placed_at = now() WHERE room = $1 AND placed_at < $2`,
-			room, cur[0].StartedAt); err != nil {
+		// Every join refreshes placed_at: a room placed before its node
+		// restarted counts as that node's load once more, and a drain
+		// waits for the client that is about to connect (see
+		// RecentPlacements).
+		if _, err := tx.Exec(ctx, `UPDATE room_placements SET placed_at = now() WHERE room = $1`, room); err != nil {
 			return Node{}, fmt.Errorf("store: room placement: %w", err)
 		}
 		return cur[0], nil
@@ -125,7 +160,7 @@ func PlaceRoom(ctx context.Context, tx pgx.Tx, room string, gone time.Duration, 
 		return Node{}, fmt.Errorf("store: lock placements: %w", err)
 	}
 	rows, err = tx.Query(ctx, `SELECT `+nodeColumns+` FROM nodes n
-		WHERE n.heartbeat_at > now() - $1::interval AND NOT n.draining ORDER BY n.id`, gone)
+		WHERE `+liveNode+` AND NOT n.draining ORDER BY n.id`, gone)
 	if err != nil {
 		return Node{}, fmt.Errorf("store: candidate nodes: %w", err)
 	}
@@ -178,4 +213,17 @@ func FinishRoom(ctx context.Context, q Q, room, node string) error {
 		return fmt.Errorf("store: finish room: %w", err)
 	}
 	return nil
+}
+
+// RecentPlacements counts the rooms placed or joined on node id within
+// the last recent and not finished: rooms whose clients may not have
+// reached the node yet, so that its last heartbeat does not count them.
+func RecentPlacements(ctx context.Context, q Q, id string, recent time.Duration) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM room_placements
+		WHERE node_id = $1 AND finished_at IS NULL AND placed_at > now() - $2::interval`, id, recent).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: recent placements: %w", err)
+	}
+	return n, nil
 }
