@@ -7,7 +7,7 @@
 //	teleconsult keys rotate        re-wrap every data key under a new master key
 //	teleconsult audit verify       check the audit log's hash chain
 //	teleconsult loadtest           measure the video service under load
-//	teleconsult node list|drain|undrain  the nodes sharing the database
+//	teleconsult node list|drain|undrain|forget  the nodes sharing the database
 package main
 
 import (
@@ -76,7 +76,9 @@ commands:
                         take no new consult on a node (default: this host's
                         NODE_ID); --wait returns once its rooms are done
   node undrain [--node ID]
-                        let a drained node take consults again
+                        let a drained node take consults again (a drain
+                        lasts across the node's restarts until then)
+  node forget --node ID remove the record of a node stopped or gone for good
 
 Run "teleconsult <command> -h" for the flags of a command.
 `
