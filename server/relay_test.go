@@ -54,6 +54,16 @@ func TestRelayForwardsToTheServiceNodesOnly(t *testing.T) {
 	if !allows("203.0.113.9") {
 		t.Error("the relay does not forward to another node's media address")
 	}
+	// It stops: its address is no longer reached.
+	if err := store.StopNode(ctx, s.DB.Pool, "node-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.refreshRelayPeers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if allows("203.0.113.9") {
+		t.Error("the relay still forwards to a stopped node's media address")
+	}
 	// Nothing else, least of all this host's own services.
 	for _, ip := range []string{"127.0.0.1", "10.0.0.1", "169.254.169.254", "203.0.113.10"} {
 		if allows(ip) {

@@ -301,7 +301,11 @@ func (s *Server) refreshRelayPeers(ctx context.Context) error {
 			return err
 		}
 		for _, n := range nodes {
-			hosts = append(hosts, n.MediaAddress)
+			// A node stopped or gone carries no media: its address is
+			// no longer a peer the relay should reach.
+			if n.Alive {
+				hosts = append(hosts, n.MediaAddress)
+			}
 		}
 	}
 	var addrs []netip.Addr
