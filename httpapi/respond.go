@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,10 @@ import (
 
 	"teleconsult/problem"
 )
+
+// StatusClientClosedRequest is the status counted for a request whose
+// client closed the connection before the answer (nginx's 499).
+const StatusClientClosedRequest = 499
 
 // maxBody bounds JSON request bodies.
 const maxBody = 1 << 20
@@ -42,6 +47,14 @@ type errorBody struct {
 // Internal errors are logged (with the request id) and answered with a
 // generic message.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The client went away (a closed tab, a page left): not a fault
+		// of ours, and nobody reads the answer. It is counted under 499,
+		// as the proxies that log it do.
+		slog.DebugContext(r.Context(), "request abandoned by the client", "request_id", requestID(r.Context()), "route", r.Pattern)
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	p := problem.As(err)
 	status := statusOf[p.Kind]
 	if p.Kind == problem.Internal {
