@@ -1,6 +1,7 @@
 package booking
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -87,5 +88,41 @@ func TestBookRoundTrips(t *testing.T) {
 	}
 	if n := counter.Batches(); n != 2 {
 		t.Errorf("with a reason: %d batches; want 2", n)
+	}
+}
+
+// TestBookBackToBack books an agenda back to back: a booking reads the
+// busy times merged into one interval, and must still refuse every slot
+// that meets one of the appointments, take the one right after, and
+// store the next free slot after the block.
+func TestBookBackToBack(t *testing.T) {
+	f := newFixture(t)
+	pat := f.account("patient", "Camille Durand")
+	for _, hhmm := range []string{"10:00", "10:30", "11:00"} { // 10:00-11:30
+		if _, err := f.book(pat, f.free, at(hhmm), ""); err != nil {
+			t.Fatalf("%s: %v", hhmm, err)
+		}
+	}
+	tests := []struct {
+		typ   store.ConsultationType
+		start string
+		want  error
+	}{
+		{f.paid, "10:40", ErrSlotTaken}, // inside the block
+		{f.paid, "11:20", ErrSlotTaken}, // overlaps its last half hour
+		{f.free, "10:30", ErrSlotTaken}, // one of the three
+		{f.free, "11:30", nil},          // right after it
+		{f.paid, "11:40", ErrSlotTaken}, // now taken too
+	}
+	for _, tt := range tests {
+		_, err := f.book(pat, tt.typ, at(tt.start), "")
+		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("%s %s: got %v, want %v", tt.typ.Name, tt.start, err, tt.want)
+		}
+	}
+	// 10:00-12:00 is taken: the video type's next free slot is 12:00.
+	res, _, err := f.svc.Search(f.ctx, SearchQuery{VideoOnly: true})
+	if err != nil || len(res) != 1 || res[0].NextSlot == nil || !res[0].NextSlot.Start.Equal(at("12:00")) {
+		t.Fatalf("video next slot after the block: %+v %v", res, err)
 	}
 }

@@ -2,6 +2,7 @@ package booking
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -60,8 +61,11 @@ func grid(r Rules, lo, hi time.Time) []Slot {
 	if loc == nil {
 		loc = time.UTC
 	}
-	byDay := map[time.Weekday][]Range{}
+	var byDay [7][]Range
 	for _, h := range r.Hours {
+		if h.Weekday < time.Sunday || h.Weekday > time.Saturday {
+			continue // no day of the calendar
+		}
 		byDay[h.Weekday] = append(byDay[h.Weekday], h)
 	}
 	var out []Slot
@@ -88,7 +92,8 @@ func grid(r Rules, lo, hi time.Time) []Slot {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	// Ranges come in the order of the opening hours, not of time.
+	slices.SortFunc(out, func(a, b Slot) int { return a.Start.Compare(b.Start) })
 	uniq := out[:0]
 	for i, s := range out {
 		if i == 0 || !s.Start.Equal(out[i-1].Start) {
@@ -109,7 +114,7 @@ func overlaps(merged []Interval, s, e time.Time) bool {
 // ones merged, so that overlaps can binary-search them.
 func sortIntervals(in []Interval) []Interval {
 	s := append([]Interval(nil), in...)
-	sort.Slice(s, func(i, j int) bool { return s[i].Start.Before(s[j].Start) })
+	slices.SortFunc(s, func(a, b Interval) int { return a.Start.Compare(b.Start) })
 	out := s[:0]
 	for _, iv := range s {
 		if n := len(out); n > 0 && !iv.Start.After(out[n-1].End) {
