@@ -156,23 +156,30 @@ func Slots(r Rules, busy []Interval, from, to, now time.Time) []Slot {
 func NextSlot(r Rules, busy []Interval, now time.Time) (Slot, bool) {
 	end := now.Add(r.Horizon)
 	taken := sortIntervals(append(append([]Interval(nil), busy...), r.Absences...))
+	lo := now
+	if earliest := now.Add(r.MinNotice); lo.Before(earliest) {
+		lo = earliest
+	}
 	// A day at a time: the earliest free slot is most often within the
 	// first day or two, and a week of slots costs seven times a day's to
-	// build (every booking computes it).
-	for from := now; from.Before(end); from = from.Add(24 * time.Hour) {
-		to := from.Add(24 * time.Hour)
+	// build (every booking computes it). No slot starting inside a taken
+	// interval is free, so a booked-up stretch is skipped whole instead
+	// of cut into slots.
+	for lo.Before(end) {
+		if i := sort.Search(len(taken), func(i int) bool { return taken[i].End.After(lo) }); i < len(taken) && !taken[i].Start.After(lo) {
+			lo = taken[i].End
+			continue
+		}
+		to := lo.Add(24 * time.Hour)
 		if to.After(end) {
 			to = end
-		}
-		lo := from
-		if earliest := now.Add(r.MinNotice); lo.Before(earliest) {
-			lo = earliest
 		}
 		for _, s := range grid(r, lo, to) {
 			if !overlaps(taken, s.Start, s.End) {
 				return s, true
 			}
 		}
+		lo = to
 	}
 	return Slot{}, false
 }

@@ -2,6 +2,7 @@ package booking
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -151,5 +152,44 @@ func TestNextSlot(t *testing.T) {
 	r.Horizon = 7 * 24 * time.Hour
 	if s, ok := NextSlot(r, busy, utc("2026-02-02T06:00:00Z")); ok {
 		t.Fatalf("NextSlot beyond the horizon = %v", s)
+	}
+}
+
+// TestNextSlotIsFirstOfSlots checks NextSlot, which skips booked-up
+// stretches, against the first slot Slots lists over the whole horizon,
+// on agendas booked at random (overlapping, back to back, across
+// daylight-saving changes, with a notice and an absence).
+func TestNextSlotIsFirstOfSlots(t *testing.T) {
+	paris := mustLoc(t, "Europe/Paris")
+	rng := rand.New(rand.NewPCG(1, 2))
+	hours := []Range{{time.Monday, 8 * 60, 12 * 60}, {time.Monday, 14 * 60, 18 * 60}, {time.Wednesday, 0, 24 * 60}, {time.Sunday, 60, 4 * 60}}
+	for i := range 300 {
+		now := utc("2026-03-20T07:13:00Z").Add(time.Duration(rng.IntN(60*24*20)) * time.Minute)
+		r := Rules{Location: paris, Hours: hours, Duration: time.Duration(10+rng.IntN(4)*10) * time.Minute,
+			Horizon: time.Duration(1+rng.IntN(20)) * 24 * time.Hour, MinNotice: time.Duration(rng.IntN(3)) * time.Hour}
+		if rng.IntN(3) == 0 {
+			a := now.Add(time.Duration(rng.IntN(5*24)) * time.Hour)
+			r.Absences = []Interval{{Start: a, End: a.Add(time.Duration(1+rng.IntN(72)) * time.Hour)}}
+		}
+		var busy []Interval
+		at := now.Add(-2 * time.Hour)
+		for range rng.IntN(400) {
+			at = at.Add(time.Duration(rng.IntN(4)*10) * time.Minute) // back to back a quarter of the time
+			d := time.Duration(10+rng.IntN(9)*10) * time.Minute
+			busy = append(busy, Interval{Start: at, End: at.Add(d)})
+			at = at.Add(d)
+		}
+		rng.Shuffle(len(busy), func(i, j int) { busy[i], busy[j] = busy[j], busy[i] })
+		all := Slots(r, busy, now, now.Add(r.Horizon), now)
+		got, ok := NextSlot(r, busy, now)
+		if len(all) == 0 {
+			if ok {
+				t.Fatalf("case %d: NextSlot = %v, Slots lists none", i, got)
+			}
+			continue
+		}
+		if !ok || got != all[0] {
+			t.Fatalf("case %d: NextSlot = %v %v, want %v", i, got, ok, all[0])
+		}
 	}
 }
