@@ -68,6 +68,7 @@ func (e *CloseError) Error() string { return fmt.Sprintf("closed %d: %s", e.Code
 // Stream is what a client received on one remote stream.
 type Stream struct {
 	Participant, Label, Kind string
+	StreamID                 string // the stream the server offered it in
 	Packets, Bytes           uint64
 	First                    time.Time // first packet
 	FirstKeyframe            bool      // the first video packet started a keyframe
@@ -353,7 +354,7 @@ func (c *Client) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	info := c.streams[t.StreamID()]
 	st := c.received[key]
 	if st == nil {
-		st = &Stream{Kind: t.Kind().String()}
+		st = &Stream{Kind: t.Kind().String(), StreamID: t.StreamID()}
 		c.received[key] = st
 	}
 	if info != nil {

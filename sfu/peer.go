@@ -20,8 +20,9 @@ type Peer struct {
 	done     chan struct{} // closed by Close: stops feedbackLoop
 
 	// Guarded by room.mu.
-	admitted bool
-	tracks   []*upTrack
+	admitted  bool
+	tracks    []*upTrack
+	streamIDs map[string]string // the participant's stream ids -> ids offered to receivers
 
 	mu          sync.Mutex // guards the fields below and the down connection's negotiation
 	labels      map[string]string

@@ -29,7 +29,7 @@ func (s *SFU) NewRoom(id string) *Room {
 // The participant neither sends to nor receives from anyone until Admit.
 func (r *Room) Join(id string, sig Signaler) (*Peer, error) {
 	p := &Peer{ID: id, room: r, sig: sig, downs: make(map[*upTrack]*downTrack), labels: make(map[string]string),
-		feedback: newUpFeedback(), done: make(chan struct{})}
+		streamIDs: make(map[string]string), feedback: newUpFeedback(), done: make(chan struct{})}
 	var err error
 	if p.up, err = r.sfu.upAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, err
@@ -135,11 +135,22 @@ func (r *Room) publish(p *Peer, receiver *webrtc.RTPReceiver, remote *webrtc.Tra
 			return x, false, nil
 		}
 	}
-	r.nextStream++
+	// The tracks of one stream of the publisher (the camera's sound and
+	// picture) share one stream id at the receivers, so that a page plays
+	// them together in one element, in sync; another stream (a screen)
+	// gets its own. A track without a stream is a stream of its own.
+	sid := p.streamIDs[remote.StreamID()]
+	if sid == "" || remote.StreamID() == "" || remote.StreamID() == "-" {
+		r.nextStream++
+		sid = "s" + strconv.Itoa(r.nextStream)
+		if remote.StreamID() != "" && remote.StreamID() != "-" {
+			p.streamIDs[remote.StreamID()] = sid
+		}
+	}
 	codec := remote.Codec().RTPCodecCapability
 	t = &upTrack{
 		sfu: r.sfu, publisher: p, receiver: receiver,
-		streamID: "s" + strconv.Itoa(r.nextStream), trackID: label + "-" + remote.Kind().String(),
+		streamID: sid, trackID: label + "-" + remote.Kind().String(),
 		label: label, kind: remote.Kind(), codec: codec, ck: codecKindOf(codec.MimeType),
 		twccID: twccID,
 	}

@@ -34,7 +34,7 @@ call.addEventListener("error", (e) => window.errors.push(JSON.stringify(e.detail
 call.addEventListener("reconnected", (e) => { window.resumed = e.detail.resumed; });
 call.addEventListener("track", (e) => {
   const d = e.detail;
-  window.received.push({ participant: d.participant, label: d.label, kind: d.track.kind });
+  window.received.push({ participant: d.participant, label: d.label, kind: d.track.kind, stream: d.stream.id, tracks: d.stream.getTracks().length });
   if (d.track.kind === "video") {
     const v = document.createElement("video");
     v.autoplay = true; v.muted = true; v.playsInline = true; v.srcObject = d.stream;
@@ -129,6 +129,14 @@ func TestBrowsersSeeEachOther(t *testing.T) {
 		label, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`window.received.find(r => r.kind === "video").label`))
 		if err != nil || label != "camera" {
 			t.Fatalf("%s: video label = %q (%v)", p.self, label, err)
+		}
+		// The camera's sound and picture arrive in one stream.
+		same := `(() => { const a = window.received.find(r => r.kind === "audio" && r.participant === "` + p.see + `");
+			const v = window.received.find(r => r.kind === "video" && r.participant === "` + p.see + `");
+			return !!a && !!v && a.stream === v.stream; })()`
+		if _, err := chromedp.Run(p.ctx, chromedp.Poll[bool](same, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			got, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`JSON.stringify(window.received)`))
+			t.Fatalf("%s: %s's audio and video are not in one stream: %s", p.self, p.see, got)
 		}
 	}
 

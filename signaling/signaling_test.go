@@ -193,6 +193,14 @@ func TestCallBothWays(t *testing.T) {
 	if v := doc.From("pat", "video"); !v.FirstKeyframe || v.Label != "camera" {
 		t.Errorf("first video packet keyframe=%v label=%q; want a keyframe on camera", v.FirstKeyframe, v.Label)
 	}
+	// The camera's sound and picture come in one stream, as they were
+	// published: a page plays them in one element.
+	for _, c := range []*loadtest.Client{doc, pat} {
+		from := map[*loadtest.Client]string{doc: "pat", pat: "doc"}[c]
+		if a, v := c.From(from, "audio").StreamID, c.From(from, "video").StreamID; a == "" || a != v {
+			t.Errorf("%s receives %s's audio in stream %q and video in %q; want one stream", c.Participant, from, a, v)
+		}
+	}
 	n := e.srv.Media().Counters()
 	if n.ForwardedPackets == 0 || n.Rooms != 1 || n.Participants != 2 {
 		t.Errorf("counters = %+v", n)
@@ -628,6 +636,9 @@ func TestScreenShareIsASecondVideoTrack(t *testing.T) {
 	}
 	for _, label := range []string{"camera", "screen"} {
 		waitFor(t, 10*time.Second, "patient receiving the "+label, func() bool { return pat.FromLabel("doc", label).Packets > 10 })
+	}
+	if cam, scr := pat.FromLabel("doc", "camera").StreamID, pat.FromLabel("doc", "screen").StreamID; cam == scr {
+		t.Errorf("the camera and the screen share stream %q; want a stream each", cam)
 	}
 }
 

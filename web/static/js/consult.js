@@ -59,6 +59,28 @@ $('#microphone').addEventListener('change', openDevices);
 // --- Call ---------------------------------------------------------------
 
 let remoteParticipant = ''; // whose camera the main video shows
+// remoteMedia is what the main video plays: the other participant's
+// sound and picture together, whatever streams they arrived in.
+let remoteMedia = null;
+
+// showRemote plays track in the main video, in place of the track of the
+// same kind it had, beside the other kind.
+function showRemote(track, participant) {
+  const remote = $('#remote');
+  if (!remoteMedia || remoteParticipant !== participant || remote.srcObject !== remoteMedia) remoteMedia = new MediaStream();
+  for (const old of remoteMedia.getTracks()) {
+    if (old.kind === track.kind && old !== track) remoteMedia.removeTrack(old);
+  }
+  if (!remoteMedia.getTracks().includes(track)) remoteMedia.addTrack(track);
+  if (remote.srcObject !== remoteMedia) remote.srcObject = remoteMedia;
+}
+
+// clearRemote empties the main video.
+function clearRemote() {
+  remoteMedia = null;
+  remoteParticipant = '';
+  $('#remote').srcObject = null;
+}
 let ending = false;
 let callClosed = false;
 let watchTimer = 0;
@@ -248,9 +270,8 @@ function bindCall(c) {
       $('#screen-box').hidden = false;
       return;
     }
-    const remote = $('#remote');
-    if (remote.srcObject !== d.stream) remote.srcObject = d.stream;
-    remote.dataset.participant = d.participant || '';
+    showRemote(d.track, d.participant || '');
+    $('#remote').dataset.participant = d.participant || '';
     remoteParticipant = d.participant || '';
     overlay('');
   });
@@ -263,8 +284,7 @@ function bindCall(c) {
   on('left', (d) => {
     if (me.role === 'practitioner') waitingList();
     if (d.participant === remoteParticipant) {
-      remoteParticipant = '';
-      $('#remote').srcObject = null;
+      clearRemote();
       overlay(t('consult.peerleft', { name: d.name }));
     }
   });
@@ -284,8 +304,7 @@ function bindCall(c) {
       // New peer connections count their frames from zero.
       watch = { lost: 0, received: 0, frames: 0, stalled: 0 };
       watchGen++;
-      $('#remote').srcObject = null;
-      remoteParticipant = '';
+      clearRemote();
       if (c.state === 'waiting') overlay(t('consult.waiting'));
       else overlay(t('consult.waitpeer'));
     }
