@@ -55,6 +55,7 @@ type downTrack struct {
 	lastSeq uint16 // newest output sequence number
 	lastTs  uint32
 	lastAt  time.Time
+	askedAt time.Time // when this receiver last asked for a keyframe
 	cache   []cachedPacket
 
 	// Statistics and estimation.
@@ -105,6 +106,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if equalFoldASCII(c.MimeType, d.up.codec.MimeType) {
 			d.mu.Lock()
 			d.writer, d.ssrc, d.pt, d.id = ctx.WriteStream(), uint32(ctx.SSRC()), uint8(c.PayloadType), ctx.ID()
+			d.askedAt = time.Now()
 			d.mu.Unlock()
 			d.up.requestKeyframe(d.targetLayer())
 			return c, nil
@@ -161,6 +163,15 @@ func (d *downTrack) forward(layer int, in *rtpInfo, now time.Time) {
 		// A layer switch (or the first packet) can only happen on a
 		// keyframe of the wanted layer: anything else is undecodable.
 		if layer != d.target || !in.keyframe {
+			if layer == d.target && now.Sub(d.askedAt) >= keyframeRetry {
+				// Still waiting for the keyframe asked for: that request,
+				// or its answer, was lost (asked before the publisher's
+				// first packet, or before this receiver's DTLS was up).
+				// Ask again, or the receiver could wait for a keyframe
+				// the publisher never sends by itself.
+				d.askedAt = now
+				d.up.requestKeyframe(layer)
+			}
 			return
 		}
 		switched = true

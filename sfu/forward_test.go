@@ -30,6 +30,13 @@ func newTestDown(t testing.TB, layers int) (*upTrack, *downTrack, *sinkWriter) {
 	s := &SFU{}
 	room := s.NewRoom("r")
 	pub := &Peer{ID: "pub", room: room}
+	// An unconnected connection: keyframe requests go nowhere.
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	pub.up = pc
 	sub := &Peer{ID: "sub", room: room}
 	up := &upTrack{sfu: s, publisher: pub, kind: webrtc.RTPCodecTypeVideo, codec: codecVP8, ck: codecKindVP8, label: "camera"}
 	for i := range layers {
@@ -65,6 +72,35 @@ func forwardRaw(d *downTrack, layer int, b []byte, now time.Time) {
 	if parseRTP(b, &info) {
 		classify(codecKindVP8, &info)
 		d.forward(layer, &info, now)
+	}
+}
+
+// A receiver that waits for its first keyframe asks for one again while
+// the publisher sends other frames: the first request, or the keyframe
+// answering it, may have been lost (a publisher whose track had no
+// packet yet, a receiver whose DTLS was not up), and a browser sends no
+// keyframe unless asked.
+func TestWaitingReceiverAsksAgainForAKeyframe(t *testing.T) {
+	up, d, w := newTestDown(t, 1)
+	start := time.Now()
+	d.askedAt = start // asked at Bind, and nothing came back
+	asked := func() uint64 { return up.sfu.plis.Load() }
+	for i := range 100 { // 30 frames a second for 3.3 s, none a keyframe
+		forwardRaw(d, 0, vp8Packet(uint16(i), uint32(i)*3000, false, true), start.Add(time.Duration(i)*33*time.Millisecond))
+	}
+	if w.n != 0 {
+		t.Fatalf("%d packets forwarded before a keyframe", w.n)
+	}
+	// Once every keyframeRetry (500 ms) over 3.3 s; the publisher-side
+	// bound (300 ms, real clock) may fold requests that come too close.
+	if n := asked(); n < 1 || n > 7 {
+		t.Errorf("asked for a keyframe %d times in 3.3 s of waiting; want 1 to 7", n)
+	}
+	before := asked()
+	forwardRaw(d, 0, vp8Packet(100, 300000, true, true), start.Add(3400*time.Millisecond))
+	forwardRaw(d, 0, vp8Packet(101, 303000, false, true), start.Add(4000*time.Millisecond))
+	if w.n != 2 || asked() != before {
+		t.Errorf("after the keyframe: %d forwarded, %d more requests; want 2 and none", w.n, asked()-before)
 	}
 }
 

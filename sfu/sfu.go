@@ -343,3 +343,7 @@ const defaultBatchDelay = time.Millisecond
 // each keyframe costs a burst of bandwidth, and receivers that all ask at
 // once need only one.
 const keyframeInterval = 300 * time.Millisecond
+
+// keyframeRetry is how long a receiver waits for a keyframe it asked for
+// before asking again, while packets of the layer it waits for arrive.
+const keyframeRetry = 500 * time.Millisecond
