@@ -163,14 +163,18 @@ func NextSlot(r Rules, busy []Interval, now time.Time) (Slot, bool) {
 	// A day at a time: the earliest free slot is most often within the
 	// first day or two, and a week of slots costs seven times a day's to
 	// build (every booking computes it). No slot starting inside a taken
-	// interval is free, so a booked-up stretch is skipped whole instead
-	// of cut into slots.
+	// interval is free, so the slots are cut only in the gaps between
+	// taken intervals: a booked-up stretch is skipped whole.
 	for lo.Before(end) {
-		if i := sort.Search(len(taken), func(i int) bool { return taken[i].End.After(lo) }); i < len(taken) && !taken[i].Start.After(lo) {
+		i := sort.Search(len(taken), func(i int) bool { return taken[i].End.After(lo) })
+		if i < len(taken) && !taken[i].Start.After(lo) {
 			lo = taken[i].End
 			continue
 		}
 		to := lo.Add(24 * time.Hour)
+		if i < len(taken) && taken[i].Start.Before(to) {
+			to = taken[i].Start
+		}
 		if to.After(end) {
 			to = end
 		}
