@@ -131,13 +131,20 @@ const (
 			OR EXISTS (SELECT 1 FROM waitlist_offers WHERE practitioner_id = $1 AND status = 'offered' AND expires_at <= $4),
 		(SELECT id FROM patient_profiles WHERE id = $5::uuid AND account_id = $2)
 		FROM (VALUES (1)) AS one LEFT JOIN patient_blocks b ON b.practitioner_id = $1 AND b.patient_id = $2`
-	// sqlInsert is store.InsertAppointment's statement; the values it
-	// returns are the ones the database sets.
-	sqlInsert = `INSERT INTO appointments
-		(id, practitioner_id, consultation_type_id, patient_id, profile_id, mode, starts_at, ends_at,
-		 status, fee_cents, currency, reason, hold_expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		RETURNING delay_minutes, created_at, updated_at`
+	// sqlInsert is store.InsertAppointment in one statement: the
+	// appointment, and its creation by the patient in appointment_events
+	// (store.RecordAppointmentEvent's row). The values it returns are the
+	// ones the database sets.
+	sqlInsert = `WITH a AS (
+			INSERT INTO appointments
+				(id, practitioner_id, consultation_type_id, patient_id, profile_id, mode, starts_at, ends_at,
+				 status, fee_cents, currency, reason, hold_expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			RETURNING id, patient_id, status, delay_minutes, created_at, updated_at),
+		e AS (
+			INSERT INTO appointment_events (appointment_id, actor_id, from_status, to_status, note)
+			SELECT id, patient_id, '', status, '' FROM a)
+		SELECT delay_minutes, created_at, updated_at FROM a`
 )
 
 // bookTx runs the booking's transaction on one connection in two round
@@ -276,9 +283,6 @@ func (s *Service) bookTx(ctx context.Context, who audit.Actor, req BookRequest, 
 		return err
 	})
 	q := store.Queue{Batch: b}
-	if err := store.RecordAppointmentEvent(ctx, q, a.ID, who.ID, "", a.Status, ""); err != nil {
-		return store.Appointment{}, err
-	}
 	if myOffer != nil {
 		if err := store.TakeOffer(ctx, q, myOffer.ID); err != nil {
 			return store.Appointment{}, err

@@ -695,10 +695,10 @@ func runBooking(ctx context.Context, o options, rep *Report) error {
 		case shares.Audit >= 0.25:
 			fmt.Fprintf(&b, "The audit log's locks are the limit again: a regression.")
 		case shares.Client+shares.InTx >= 0.5:
-			fmt.Fprintf(&b, "Open transactions spend most of their time waiting for the service's next statement: the gap between a booking's two round trips (its reads, then its writes with the commit: 15 statements, `go test -bench Book ./booking/` counts both), "+
+			fmt.Fprintf(&b, "Open transactions spend most of their time waiting for the service's next statement: the gap between a booking's two round trips (its reads, then its writes with the commit: 14 statements, `go test -bench Book ./booking/` counts both), "+
 				"a wake-up of the service on cores the rest of the machine keeps busy, costs more than the work itself; no lock dominates.")
 		case machineShare >= 0.9:
-			fmt.Fprintf(&b, "The cores are saturated: what limits bookings is CPU, PostgreSQL's (15 statements in two round trips and one WAL flush per booking, `go test -bench Book ./booking/` counts them) "+
+			fmt.Fprintf(&b, "The cores are saturated: what limits bookings is CPU, PostgreSQL's (14 statements in two round trips and one WAL flush per booking, `go test -bench Book ./booking/` counts them) "+
 				"and the rest of the machine's, not a lock; pgbench, measured on the same busy machine, is the yardstick for what its PostgreSQL can commit.")
 		case shares.WAL >= 0.3:
 			fmt.Fprintf(&b, "Commit flushing dominates: each booking is one durable commit, and the disk's flush rate bounds them.")
