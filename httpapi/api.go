@@ -43,10 +43,12 @@ type API struct {
 	Log     *slog.Logger
 	BaseURL string // public URL, e.g. https://consult.example.org
 	// TrustProxy takes the client address from X-Forwarded-For (set it
-	// only behind a proxy that overwrites that header).
+	// only behind a proxy that writes that header; its last entry is taken).
 	TrustProxy bool
 	// Registry receives the HTTP metrics; nil disables them.
 	Registry *prometheus.Registry
+	// MetricsToken, when set, is the bearer token GET /metrics asks for.
+	MetricsToken string
 	// Live delivers events to browsers (GET /api/v1/events).
 	Live *live.Hub
 	// ProbeBudget is how many "not found" API answers a caller may get
@@ -134,9 +136,16 @@ const (
 // Client address of the request (without port).
 func (a *API) clientIP(r *http.Request) string {
 	if a.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(first)
+		// The last address is the one our proxy saw and wrote; any before
+		// it came from the client, who can write anything there.
+		if all := r.Header.Values("X-Forwarded-For"); len(all) > 0 {
+			xff := all[len(all)-1]
+			if i := strings.LastIndexByte(xff, ','); i >= 0 {
+				xff = xff[i+1:]
+			}
+			if ip := strings.TrimSpace(xff); ip != "" {
+				return ip
+			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/subtle"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"teleconsult/problem"
 	"teleconsult/store"
 )
 
@@ -18,8 +20,28 @@ func (a *API) healthRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.Registry != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", a.metricsGuard(promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})))
 	}
+}
+
+var errMetricsToken = problem.New(problem.Unauthorized, "metrics_token", "the metrics need the scrape token (Authorization: Bearer METRICS_TOKEN)")
+
+// metricsGuard lets a scraper in with the bearer token METRICS_TOKEN,
+// when one is set; without it the metrics are open, for a private
+// address only.
+func (a *API) metricsGuard(next http.Handler) http.Handler {
+	if a.MetricsToken == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			writeError(w, r, errMetricsToken)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // readyz answers 200 when the database answers within two seconds.

@@ -54,6 +54,7 @@ type Config struct {
 	MasterKeyFile string
 	Secret        []byte // signs join tokens and one-click links
 	TrustProxy    bool
+	MetricsToken  string // the bearer token GET /metrics asks for; empty: none
 	// MFARoles must use two-factor login; nil means auth.DefaultMFARoles.
 	MFARoles map[string]bool
 	// Notify configures email and SMS (SMTP_URL, MAIL_FROM, SMS_*);
@@ -165,7 +166,7 @@ func (s *Server) build(ctx context.Context) (err error) {
 	s.Live = live.NewHub(s.DB)
 	s.API = &httpapi.API{
 		DB: s.DB, Vault: v, Auth: s.Auth, Log: cfg.Log,
-		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry,
+		BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy, Registry: s.Registry, MetricsToken: cfg.MetricsToken,
 		Live: s.Live,
 	}
 	pcfg := cfg.Payments

@@ -49,8 +49,9 @@ func (cfg *Config) serverConfig(log *slog.Logger) (server.Config, error) {
 		DatabaseURL: cfg.DatabaseURL, BaseURL: cfg.BaseURL,
 		MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
 		Secret: secret, TrustProxy: cfg.TrustProxy, Log: log, MFARoles: roles,
-		Notify:     notify.EnvConfig(os.Getenv),
-		CACertFile: cfg.CACertFile, CAKeyFile: cfg.CAKeyFile,
+		MetricsToken: os.Getenv("METRICS_TOKEN"),
+		Notify:       notify.EnvConfig(os.Getenv),
+		CACertFile:   cfg.CACertFile, CAKeyFile: cfg.CAKeyFile,
 		LegalHoldPublicKey: os.Getenv("LEGAL_HOLD_PUBLIC_KEY"),
 		Node:               server.NodeConfig{ID: cfg.nodeID(), URL: cfg.NodeURL, MediaAddress: cfg.Media.PublicIP, Heartbeat: cfg.NodeHeartbeat},
 	}
