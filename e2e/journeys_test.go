@@ -277,7 +277,11 @@ func TestBookForRelativeAndDelay(t *testing.T) {
 
 	pro := e.browser("practitioner")
 	pro.login("dr.roux@example.org")
-	pro.open("/pro/agenda?view=week")
+	// The agenda's week is the browser's: open it on the appointment's day,
+	// which late on a Sunday evening falls in the next week.
+	day := eval[string](pat, fmt.Sprintf(`fetch('/api/v1/appointments/%s').then((r) => r.json()).then((a) => { const d = new Date(a.start || a.starts_at);
+		return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0'); })`, id))
+	pro.open("/pro/agenda?view=week&date=" + day)
 	pro.waitJS("relative in the agenda", fmt.Sprintf(`(document.querySelector('li[data-id=%q]') || {textContent: ''}).textContent.includes('Léa Martin')`, id), 15*time.Second)
 
 	// A delay announced today reaches today's appointments.

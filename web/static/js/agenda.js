@@ -10,8 +10,17 @@ import { startOf, patientName, isVideo } from './appt.js';
 // and one small query per open agenda every 10 s costs little.
 const REFRESH_MS = 10000;
 
-let view = new URLSearchParams(location.search).get('view') === 'week' ? 'week' : 'day';
-let day = startOfDay(new Date());
+const params = new URLSearchParams(location.search);
+let view = params.get('view') === 'week' ? 'week' : 'day';
+// ?date=YYYY-MM-DD opens the agenda on that day (or its week); today otherwise.
+let day = startOfDay(parseDay(params.get('date')) || new Date());
+
+function parseDay(s) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s || '');
+  if (!m) return null;
+  const d = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  return isNaN(d) ? null : d;
+}
 
 function startOfDay(d) { const x = new Date(d); x.setHours(0, 0, 0, 0); return x; }
 function addDays(d, n) { const x = new Date(d); x.setDate(x.getDate() + n); return x; }
