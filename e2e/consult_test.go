@@ -50,7 +50,13 @@ func (p *person) recordPeerConnections() {
 		window.RTCPeerConnection.prototype = Native.prototype;
 		Object.setPrototypeOf(window.RTCPeerConnection, Native);
 		const NativeWS = window.WebSocket; window.__sockets = [];
-		window.WebSocket = function (...args) { const ws = new NativeWS(...args); window.__sockets.push(ws); return ws; };
+		window.WebSocket = function (...args) { const ws = new NativeWS(...args); window.__sockets.push(ws);
+			window.__msgs = window.__msgs || []; const n = window.__sockets.length;
+			ws.addEventListener('message', (e) => { if (typeof e.data !== 'string') return;
+				if (e.data.startsWith('{"type":"stats"')) { window.__lastStats = e.data; return; }
+				let m; try { m = JSON.parse(e.data); } catch { return; } window.__msgs.push(Math.round(performance.now()) + ' ws' + n + ' ' + m.type + (m.participant ? ' ' + m.participant.slice(0, 8) : '') + (m.state ? ' ' + m.state : '') + (m.resumed ? ' resumed' : '')); });
+			ws.addEventListener('close', (e) => window.__msgs.push(Math.round(performance.now()) + ' ws' + n + ' closed ' + e.code));
+			return ws; };
 		window.WebSocket.prototype = NativeWS.prototype;
 		Object.setPrototypeOf(window.WebSocket, NativeWS);
 		const createURL = URL.createObjectURL; window.__blobs = [];
@@ -66,6 +72,12 @@ const framesDecoded = `(async () => { let n = 0;
 	for (const pc of window.__pcs || []) { if (pc.connectionState === 'closed') continue;
 		(await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded || 0; }); }
 	return n; })()`
+
+// remoteSoundAndPicture is true when the main video plays, unmuted, a
+// live audio track and a live video track: the other participant is seen
+// and heard.
+const remoteSoundAndPicture = `(() => { const r = document.querySelector('#remote'); const s = r.srcObject;
+	return !!s && !r.muted && !r.paused && s.getAudioTracks().some((t) => t.readyState === 'live') && s.getVideoTracks().some((t) => t.readyState === 'live'); })()`
 
 // pharmacy creates a pharmacy in Lyon and its pharmacist's account.
 func (e *env) pharmacy(email string) {
@@ -223,6 +235,7 @@ func consult(t *testing.T, e *env, doc *doctor, pat *person, id, patientID strin
 		// the first picture has taken over 20 s.
 		p.waitJS("remote video", `document.querySelector('#remote').videoWidth > 0`, 40*time.Second)
 		p.waitJS("frames decoded", framesDecoded+` .then((n) => n > 0)`, 20*time.Second)
+		p.waitJS("the other's sound and picture playing together", remoteSoundAndPicture, 10*time.Second)
 	}
 	if got := eval[string](pro, `document.querySelector('#remote').dataset.participant`); got != patientID {
 		t.Errorf("the practitioner receives the stream of %q, want the patient %q", got, patientID)

@@ -68,6 +68,9 @@ type env struct {
 	// nodes are the host:port of the cluster's other nodes, whose
 	// signalling the pages may reach.
 	nodes []string
+
+	mu     sync.Mutex
+	people []*person // every browser context, to describe their calls when a step fails
 }
 
 // newEnv starts the service on a fresh database and a headless Chromium.
@@ -196,6 +199,9 @@ func (e *env) browser(name string) *person {
 		e.t.Fatalf("%s: new browser context: %v", name, err)
 	}
 	p := &person{e: e, name: name, ctx: ctx}
+	e.mu.Lock()
+	e.people = append(e.people, p)
+	e.mu.Unlock()
 	err := chromedp.Listen(ctx, func(ev any) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -293,13 +299,47 @@ func (p *person) fail(what string, err error) {
 	defer cancel()
 	loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
 	text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText.slice(0, 1500) : ''`))
+	// The page's peer connections, when it recorded them: their state and
+	// what their RTP streams carried, to tell a stream that never arrived
+	// from one that arrived and did not decode.
+	var rtc strings.Builder
+	p.e.mu.Lock()
+	people := slices.Clone(p.e.people)
+	p.e.mu.Unlock()
+	for _, q := range people {
+		qctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
+		if s, err := chromedp.Run(qctx, chromedp.Evaluate[string](rtcSummary, chromedp.EvalAwaitPromise)); err == nil && s != "" {
+			fmt.Fprintf(&rtc, "  %s:\n%s\n", q.name, s)
+		}
+		cancel()
+	}
 	p.screenshot("failure-"+p.name, false)
 	p.mu.Lock()
 	console := strings.Join(p.console, "\n    ")
 	problems := strings.Join(p.problems, "\n    ")
 	p.mu.Unlock()
-	p.e.t.Fatalf("%s: %s: %v\n  at %s\n  page says:\n%s\n  console and failed requests:\n    %s\n  problems:\n    %s", p.name, what, err, loc, text, console, problems)
+	p.e.t.Fatalf("%s: %s: %v\n  at %s\n  page says:\n%s\n  peer connections:\n%s  console and failed requests:\n    %s\n  problems:\n    %s", p.name, what, err, loc, text, rtc.String(), console, problems)
 }
+
+// rtcSummary describes each recorded peer connection: its states, the
+// candidate pair in use and, per RTP stream, its counters.
+const rtcSummary = `(async () => { const out = [];
+	for (const [i, pc] of (window.__pcs || []).entries()) {
+		out.push('    pc ' + i + ': ' + pc.connectionState + '/' + pc.iceConnectionState + ' signaling ' + pc.signalingState);
+		for (const tr of pc.getTransceivers()) out.push('      transceiver mid=' + tr.mid + ' ' + tr.direction + '/' + tr.currentDirection + ' send=' + (tr.sender.track ? tr.sender.track.kind + ':' + tr.sender.track.readyState : '-') + ' recv=' + tr.receiver.track.kind + ':' + tr.receiver.track.readyState + (tr.receiver.track.muted ? ':muted' : ''));
+		let stats; try { stats = await pc.getStats(); } catch (e) { continue; }
+		stats.forEach((s) => {
+			const pick = (...ks) => ks.filter((k) => s[k] !== undefined).map((k) => k + '=' + s[k]).join(' ');
+			if (s.type === 'candidate-pair' && s.nominated) out.push('      pair ' + pick('state', 'bytesSent', 'bytesReceived', 'currentRoundTripTime'));
+			if (s.type === 'inbound-rtp') out.push('      in ' + s.kind + ' ' + pick('ssrc', 'packetsReceived', 'packetsLost', 'framesReceived', 'framesDecoded', 'keyFramesDecoded', 'pliCount', 'firCount', 'nackCount', 'decoderImplementation'));
+			if (s.type === 'outbound-rtp') out.push('      out ' + s.kind + ' ' + pick('ssrc', 'rid', 'packetsSent', 'framesEncoded', 'keyFramesEncoded', 'pliCount', 'firCount', 'nackCount', 'qualityLimitationReason', 'active'));
+		});
+	}
+	const r = document.querySelector('#remote');
+	if (r) out.push('    #remote: ' + (r.srcObject ? 'stream ' + r.srcObject.id.slice(0, 8) + ' active=' + r.srcObject.active + ' tracks=' + r.srcObject.getTracks().map((t) => t.kind + ':' + t.readyState).join(',') : 'no stream') + ' videoWidth=' + r.videoWidth + ' participant=' + (r.dataset.participant || '').slice(0, 8));
+	if (window.__msgs) out.push('    signalling: ' + window.__msgs.slice(-40).join(' | '));
+	if (window.__lastStats) out.push('    the server\'s last stats: ' + window.__lastStats);
+	return out.join('\n'); })()`
 
 // open navigates to a path of the service.
 func (p *person) open(path string) {
