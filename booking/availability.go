@@ -174,14 +174,18 @@ func storeNextFree(ctx context.Context, q store.Q, ag agenda, now time.Time) err
 // the practitioner their minimum overall and for video, in one
 // statement, and marks the practitioner as refreshed now (what
 // store.StalePractitioners looks at). ag.types must be every active type
-// of the practitioner, read under its lock.
+// of the practitioner, read under its lock, with the next free slot
+// stored then: a type whose slot did not move is not written again (each
+// row updated costs its own heap tuple and WAL record).
 func writeNextFree(ctx context.Context, q store.Q, ag agenda, next []nextFreeSlot) error {
-	ids := make([]string, len(next))
-	ats := make([]*time.Time, len(next))
+	ids := make([]string, 0, len(next))
+	ats := make([]*time.Time, 0, len(next))
 	var first, firstVideo *time.Time
 	offersVideo := false
 	for i, n := range next {
-		ids[i], ats[i] = n.ConsultationTypeID, n.At
+		if !sameTime(ag.types[i].NextFreeAt, n.At) {
+			ids, ats = append(ids, n.ConsultationTypeID), append(ats, n.At)
+		}
 		if n.At != nil && (first == nil || n.At.Before(*first)) {
 			first = n.At
 		}
@@ -235,12 +239,16 @@ func nextFree(ag agenda, now time.Time) ([]nextFreeSlot, error) {
 // slots stored with types (as loaded with the agenda).
 func nextFreeChanged(types []store.ConsultationType, next []nextFreeSlot) bool {
 	for i, n := range next {
-		was := types[i].NextFreeAt
-		if (was == nil) != (n.At == nil) || was != nil && !was.Equal(*n.At) {
+		if !sameTime(types[i].NextFreeAt, n.At) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameTime reports whether a and b are both nil or the same instant.
+func sameTime(a, b *time.Time) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
 }
 
 // Slots returns the free slots of a consultation type starting in

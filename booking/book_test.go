@@ -126,3 +126,47 @@ func TestBookBackToBack(t *testing.T) {
 		t.Fatalf("video next slot after the block: %+v %v", res, err)
 	}
 }
+
+// TestBookStoresNextFree checks, after each booking of either type, that
+// the next free slot stored for each consultation type (what search
+// shows) is the first slot listed for it, whether the booking moved it
+// or not.
+func TestBookStoresNextFree(t *testing.T) {
+	f := newFixture(t)
+	pat := f.account("patient", "Camille Durand")
+	check := func(step string) {
+		t.Helper()
+		now := f.clock.Now()
+		for _, typ := range []store.ConsultationType{f.free, f.paid} {
+			slots, err := f.svc.Slots(f.ctx, "", f.doc.ID, typ.ID, now, now.Add(60*24*time.Hour))
+			if err != nil || len(slots) == 0 {
+				t.Fatalf("%s: slots of %s: %v %v", step, typ.Name, slots, err)
+			}
+			var stored *time.Time
+			if err := f.db.Pool.QueryRow(f.ctx, `SELECT next_free_at FROM consultation_types WHERE id = $1`, typ.ID).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored == nil || !stored.Equal(slots[0].Start) {
+				t.Errorf("%s: %s next free stored %v, first slot %v", step, typ.Name, stored, slots[0].Start)
+			}
+		}
+	}
+	check("before")
+	for _, b := range []struct {
+		typ   store.ConsultationType
+		start string
+	}{
+		{f.free, "15:00"}, // moves neither
+		{f.paid, "11:00"}, // moves neither
+		{f.free, "10:00"}, // moves both
+		{f.paid, "10:40"}, // moves both
+		{f.free, "12:00"}, // moves neither
+		{f.paid, "11:40"}, // moves the free one only
+		{f.paid, "11:20"}, // moves the paid one only
+	} {
+		if _, err := f.book(pat, b.typ, at(b.start), ""); err != nil {
+			t.Fatalf("%s %s: %v", b.typ.Name, b.start, err)
+		}
+		check(b.typ.Name + " " + b.start)
+	}
+}
