@@ -106,7 +106,8 @@ const (
 	// PostgreSQL would otherwise send and the service decode, sort and
 	// search at every booking. Slots overlap the merged intervals exactly
 	// when they overlap one of the appointments (sortIntervals merges
-	// them the same way).
+	// them the same way). range_agg and unnest of a multirange need
+	// PostgreSQL 14 or later.
 	sqlBusy = `SELECT lower(r) AS starts_at, upper(r) AS ends_at
 		FROM unnest((SELECT range_agg(tstzrange(starts_at, ends_at)) FROM appointments
 			WHERE practitioner_id = $1 AND status = ANY($2) AND ends_at > $3
