@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"teleconsult/store"
 )
 
 // The practitioner's pages: the agenda by day and week with the new
@@ -19,6 +25,9 @@ func TestPractitionerPages(t *testing.T) {
 
 	pro := e.browser("practitioner")
 	pro.login("dr.roux@example.org")
+	// The agenda opens on today; late in the evening the first free slot
+	// is tomorrow's.
+	pro.open("/pro/agenda?date=" + pat.localDay(id))
 	pro.waitJS("agenda", fmt.Sprintf(`document.querySelector('#agenda li[data-id=%q]')`, id), 15*time.Second)
 	if msg := pro.text("#msg"); msg != "" {
 		t.Errorf("the agenda shows %q", msg)
@@ -84,5 +93,51 @@ func TestPractitionerPages(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the new type is not on the public profile: %+v", types.Types)
+	}
+}
+
+// A patient waiting for a consultation just after midnight is signalled in
+// the practitioner's agenda of the evening before: the waiting banner
+// looks at the hours around now, not at the day shown. The practitioner's
+// browser is put in a time zone whose midnight falls between now and the
+// appointment.
+func TestWaitingBannerAcrossMidnight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc := e.doctor("dr.roux@example.org", "Dr Claire Roux")
+	pat := e.browser("patient")
+	pat.signup("Camille Martin", "camille@example.org")
+	patientID := eval[string](pat, `fetch('/api/v1/me').then((r) => r.json()).then((m) => m.id)`)
+	id, start := pat.bookAt(doc, "Fièvre", 30*time.Minute, false, false)
+	err := store.TransitionAppointment(context.Background(), e.srv.DB.Pool, id,
+		[]string{store.StatusPendingPayment, store.StatusConfirmed}, store.StatusArrived, patientID, "e2e: in the waiting room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts, err := time.Parse(time.RFC3339, start)
+	if err != nil {
+		t.Fatalf("appointment start %q: %v", start, err)
+	}
+	// Local midnight halfway between now and the appointment (30 minutes
+	// away at least): a fixed offset of hours and minutes from UTC.
+	midnight := time.Now().Add(time.Until(starts) / 2).UTC().Truncate(time.Minute)
+	off := -(time.Duration(midnight.Hour())*time.Hour + time.Duration(midnight.Minute())*time.Minute)
+	if off < -12*time.Hour {
+		off += 24 * time.Hour
+	}
+	sign := "+"
+	if off < 0 {
+		sign, off = "-", -off
+	}
+	zone := fmt.Sprintf("GMT%s%02d:%02d", sign, int(off.Hours()), int(off.Minutes())%60)
+	pro := e.browser("practitioner")
+	if _, err := chromedp.Call(pro.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone}); err != nil {
+		t.Fatal(err)
+	}
+	pro.login("dr.roux@example.org")
+	pro.open("/pro/agenda")
+	pro.waitJS("the waiting banner", fmt.Sprintf(`!document.querySelector('#waiting').hidden && document.querySelector('#waiting a[href="/consult/%s"]')`, id), 15*time.Second)
+	if eval[bool](pro, fmt.Sprintf(`!!document.querySelector('#agenda li[data-id=%q]')`, id)) {
+		t.Errorf("today's agenda (%s) lists the appointment of %s", zone, starts)
 	}
 }

@@ -9,6 +9,11 @@ import { startOf, patientName, isVideo } from './appt.js';
 // Why 10 s: the waiting signal must show soon after the patient arrives,
 // and one small query per open agenda every 10 s costs little.
 const REFRESH_MS = 10000;
+// A patient waits from a little before their appointment until well after
+// its start: the waiting banner looks this far around now, whatever day
+// the agenda shows (at 23:55 the patient of a 00:05 appointment waits
+// today for one of tomorrow's).
+const WAITING_SPAN_MS = 2 * 3600 * 1000;
 
 const params = new URLSearchParams(location.search);
 let view = params.get('view') === 'week' ? 'week' : 'day';
@@ -48,7 +53,8 @@ function render(all) {
   const [from, to] = range();
   $('#range').textContent = view === 'week' ? t('agenda.weekof', { date: fmtShortDate(from) }) : fmtDate(from);
   const box = $('#agenda');
-  const appts = all.filter((a) => a.status !== 'expired').sort((a, b) => new Date(startOf(a)) - new Date(startOf(b)));
+  const shown = (a) => { const s = new Date(startOf(a)); return s >= from && s < to; };
+  const appts = all.filter((a) => a.status !== 'expired' && shown(a)).sort((a, b) => new Date(startOf(a)) - new Date(startOf(b)));
   if (view === 'day') {
     box.replaceChildren(appts.length ? el('ul', { class: 'list' }, appts.map(card)) : empty(t('agenda.none')));
   } else {
@@ -73,9 +79,17 @@ let timer = null;
 async function load() {
   clearTimeout(timer);
   const [from, to] = range();
+  const fetchRange = async (a, b) => list(await api('/appointments?' + new URLSearchParams({ from: a.toISOString(), to: b.toISOString() })), 'appointments');
+  // The days shown, and the hours around now for the waiting banner when
+  // they fall outside them.
+  const now = Date.now();
+  const nearFrom = new Date(now - WAITING_SPAN_MS);
+  const nearTo = new Date(now + WAITING_SPAN_MS);
   try {
-    const q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
-    render(list(await api('/appointments?' + q), 'appointments'));
+    const shown = await fetchRange(from, to);
+    const near = from <= nearFrom && to >= nearTo ? [] : await fetchRange(nearFrom, nearTo);
+    const ids = new Set(shown.map((a) => a.id));
+    render([...shown, ...near.filter((a) => !ids.has(a.id))]);
     show($('#msg'), 'error', '');
     $('#updated').textContent = t('agenda.updated', { time: fmtTime(new Date()) });
   } catch (e) {
