@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // doctor is a practitioner set up over the API: a profile in Lyon and a
@@ -94,6 +96,15 @@ func (p *person) bookAt(doc *doctor, reason string, ahead time.Duration, shots, 
 	}
 	p.click(fmt.Sprintf(`#results .result a[href="/practitioners/%s"]`, doc.id))
 	p.waitJS("slots", `document.querySelectorAll('#days .slots button').length > 0`, 15*time.Second)
+	// A slot that starts in the next seconds may be past when the booking
+	// reaches the server: let it pass, and take the next one.
+	const firstIn = `(() => { const b = [...document.querySelectorAll('#days .slots button[data-start]')].find((b) => new Date(b.dataset.start) >= Date.now() + %d);
+		return b ? new Date(b.dataset.start) - Date.now() : 1e9; })()`
+	if wait := time.Duration(eval[float64](p, fmt.Sprintf(firstIn, ahead.Milliseconds()))) * time.Millisecond; wait < ahead+20*time.Second {
+		time.Sleep(wait - ahead + time.Second)
+		p.do("reload the slots", chromedp.Reload())
+		p.waitJS("slots", `document.querySelectorAll('#days .slots button').length > 0`, 15*time.Second)
+	}
 	if shots {
 		p.screenshot("practitioner", true)
 	}
@@ -166,6 +177,15 @@ func (p *person) login(email string) {
 	p.fill("#password", password)
 	p.click(`#login-form button[type=submit]`)
 	p.waitJS("logged in", `location.pathname !== '/login'`, 10*time.Second)
+}
+
+// localDay is the day appointment id starts on in p's browser time zone
+// (YYYY-MM-DD), to open the agenda on it: late in the evening the next
+// free slot is tomorrow's.
+func (p *person) localDay(id string) string {
+	p.e.t.Helper()
+	return eval[string](p, fmt.Sprintf(`fetch('/api/v1/appointments/%s').then((r) => r.json()).then((a) => { const d = new Date(a.start || a.starts_at);
+		return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0'); })`, id))
 }
 
 // Journey 3: a patient cancels within the cancellation policy, and the
@@ -279,9 +299,7 @@ func TestBookForRelativeAndDelay(t *testing.T) {
 	pro.login("dr.roux@example.org")
 	// The agenda's week is the browser's: open it on the appointment's day,
 	// which late on a Sunday evening falls in the next week.
-	day := eval[string](pat, fmt.Sprintf(`fetch('/api/v1/appointments/%s').then((r) => r.json()).then((a) => { const d = new Date(a.start || a.starts_at);
-		return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0'); })`, id))
-	pro.open("/pro/agenda?view=week&date=" + day)
+	pro.open("/pro/agenda?view=week&date=" + pat.localDay(id))
 	pro.waitJS("relative in the agenda", fmt.Sprintf(`(document.querySelector('li[data-id=%q]') || {textContent: ''}).textContent.includes('Léa Martin')`, id), 15*time.Second)
 
 	// A delay announced today reaches today's appointments.
